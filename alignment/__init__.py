@@ -1,0 +1,1 @@
+"""alignment: robust DPO (rDPO, cDPO) on TRL when preference labels are flipped."""
