@@ -1,0 +1,26 @@
+"""Shared test fixtures.
+
+Real public data lives in ``../shared/data`` beside the repository (or wherever
+``ROBUSTREC_SHARED_DATA`` points); tests that need it skip when it is absent,
+because a user's fresh clone has no such folder.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("ROBUSTREC_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """Path of ``../shared/data``; skips the test when the folder is absent."""
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"shared data folder {path} is absent")
+    return path
