@@ -32,7 +32,7 @@ def _frame_rows(df: pd.DataFrame) -> Locate:
     return lambda pos: {"where": f"row {pos} (index {df.index[pos]!r})"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Interactions:
     """users × items implicit-feedback log.
 
@@ -82,6 +82,28 @@ class Interactions:
                 or not np.array_equal(other.indices, m.indices)
             ):
                 raise DataError(f"Interactions.{name} must have the same sparsity pattern as matrix")
+
+    def __eq__(self, other: object) -> bool:
+        """Same ids, same pattern, same ratings/timestamps (``report`` ignored)."""
+        if not isinstance(other, Interactions):
+            return NotImplemented
+        if self.matrix.shape != other.matrix.shape:
+            return False
+        if not (np.array_equal(self.user_ids, other.user_ids) and np.array_equal(self.item_ids, other.item_ids)):
+            return False
+        for name in ("matrix", "ratings", "timestamps"):
+            a, b = getattr(self, name), getattr(other, name)
+            if (a is None) != (b is None):
+                return False
+            if a is not None and not (
+                np.array_equal(a.indptr, b.indptr)
+                and np.array_equal(a.indices, b.indices)
+                and np.array_equal(a.data, b.data)
+            ):
+                return False
+        return True
+
+    __hash__ = None  # type: ignore[assignment]  # mutable numpy contents
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -335,8 +357,8 @@ def _numeric(col: pd.Series, what: str, source: str, locate: Locate, *, allow_da
         bad = col.isna().to_numpy()
     else:
         num = pd.to_numeric(col, errors="coerce")
-        bad = num.isna().to_numpy()
-        if allow_datetime and bad.any() and not col.isna().all() and col.dtype == object:
+        bad = num.isna().to_numpy().copy()
+        if allow_datetime and bad.any() and not col.isna().all() and not pd.api.types.is_numeric_dtype(col):
             dt = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
             if not dt.isna().any():
                 return dt.to_numpy("datetime64[ns]").astype(np.int64) / 1e9
