@@ -142,6 +142,8 @@ def load(
         cols = dict(user_col=user_col, item_col=item_col, rating_col=rating_col, timestamp_col=timestamp_col)
         if format == "csv":
             return load_csv(path, sep=sep, has_header=has_header, **cols)
+        if sep is not None or not has_header:
+            raise ValueError("sep and has_header apply to csv only, not 'parquet'")
         return load_parquet(path, **cols)
     given = {
         k: v

@@ -81,7 +81,9 @@ def _check_fractions(test_fraction: float, validation_fraction: float) -> None:
         raise ValueError("test_fraction + validation_fraction must be < 1")
 
 
-def _assign(inter: Interactions, order: np.ndarray, n_test: np.ndarray, n_val: np.ndarray) -> Split:
+def _assign(
+    inter: Interactions, order: np.ndarray, n_test: np.ndarray, n_val: np.ndarray, *, with_validation: bool
+) -> Split:
     """Split by per-user rank: the first ``n_test[u]`` of user u in ``order`` go to test, the next ``n_val[u]``
     to validation, the rest to train. ``order`` is a permutation of interactions grouped by user (users
     ascending, as CSR order is)."""
@@ -96,7 +98,7 @@ def _assign(inter: Interactions, order: np.ndarray, n_test: np.ndarray, n_val: n
     return Split(
         train=inter.select(train),
         test=inter.select(test),
-        validation=inter.select(val) if n_val.any() else None,
+        validation=inter.select(val) if with_validation else None,
     )
 
 
@@ -131,7 +133,7 @@ def random_holdout(
     n_test, n_val = _per_user_counts(
         n_u, np.floor(test_fraction * n_u + 0.5), np.floor(validation_fraction * n_u + 0.5)
     )
-    return _assign(inter, order, n_test, n_val)
+    return _assign(inter, order, n_test, n_val, with_validation=validation_fraction > 0)
 
 
 def _require_timestamps(inter: Interactions, fn: str) -> np.ndarray:
@@ -157,7 +159,7 @@ def leave_last_out(inter: Interactions, *, n_test: int = 1, n_validation: int = 
     order = np.lexsort((-items, -stamps, users))  # by user, latest first
     n_u = inter.user_counts()
     t, v = _per_user_counts(n_u, np.full_like(n_u, n_test), np.full_like(n_u, n_validation))
-    return _assign(inter, order, t, v)
+    return _assign(inter, order, t, v, with_validation=n_validation > 0)
 
 
 def temporal_cut(inter: Interactions, *, test_fraction: float, validation_fraction: float = 0.0) -> Split:

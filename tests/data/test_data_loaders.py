@@ -245,3 +245,10 @@ def test_deca_errors(tmp_path, train, pattern):
 
 def _pairs(inter):
     return set(zip(*inter.coo()))
+
+
+def test_load_split_of_a_log_keeps_report_and_csv_only_options(tmp_path):
+    split = load_split(write_csv(tmp_path), test_fraction=0.5, seed=0)
+    assert split.report.format == "csv" and split.test.n_interactions == 1
+    with pytest.raises(ValueError, match="csv only"):
+        load(write_parquet(tmp_path), sep=";")

@@ -135,3 +135,11 @@ def test_split_rejects_mismatched_index_spaces():
     b = _random_log(n_users=10, n_items=12)
     with pytest.raises(DataError, match="index space"):
         Split(train=a, test=b)
+
+
+def test_validation_present_iff_requested():
+    tiny = Interactions.from_indices([0, 1], [0, 1], n_users=2, n_items=2, timestamps=[1.0, 2.0])
+    split = random_holdout(tiny, test_fraction=0.2, validation_fraction=0.1, seed=0)
+    assert split.validation is not None and split.validation.n_interactions == 0
+    assert leave_last_out(tiny, n_validation=1).validation is not None
+    assert leave_last_out(tiny).validation is None
