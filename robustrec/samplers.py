@@ -2,7 +2,7 @@
 
 Negatives are drawn uniformly from all items and rejected, in vectorised rounds,
 when they are one of the user's training positives (looked up in the sorted keys
-``user * n_items + item`` of the CSR matrix).
+``user * n_items + item`` of the CSR matrix); no per-row Python loop.
 """
 
 from __future__ import annotations
@@ -35,32 +35,50 @@ def is_observed(keys: np.ndarray, users: np.ndarray, items: np.ndarray, n_items:
 class UniformNegativeSampler:
     """Uniform unobserved items for each row, never a training positive of its user.
 
+    Draws uniformly over all items and redraws, in vectorised rounds, the draws that hit
+    a positive; rows still unresolved after ``rejection_rounds`` (users who interacted
+    with most items) get an exact draw from their complement: the r-th unobserved item
+    of user u is ``r + #{j : p_j - j <= r}`` for u's sorted positives p_0 < p_1 < ...
+
     Args:
         train: (n_users, n_items) CSR of training interactions.
-        max_rounds: rejection rounds before giving up (a user who has interacted
-            with almost every item cannot be served).
+        rejection_rounds: redraw rounds before the exact complement draw.
     """
 
-    def __init__(self, train: sp.csr_matrix, *, max_rounds: int = 100) -> None:
+    def __init__(self, train: sp.csr_matrix, *, rejection_rounds: int = 3) -> None:
+        train = sp.csr_matrix(train)
+        train.sort_indices()
         self.n_users, self.n_items = train.shape
         self.keys = positive_keys(train)
-        self.max_rounds = max_rounds
-        counts = np.diff(train.indptr)
-        if np.any(counts >= self.n_items):
-            full = int(np.flatnonzero(counts >= self.n_items)[0])
+        self.rejection_rounds = rejection_rounds
+        self.indptr = train.indptr.astype(np.int64)
+        self.degree = np.diff(self.indptr)
+        if np.any(self.degree >= self.n_items):
+            full = int(np.flatnonzero(self.degree >= self.n_items)[0])
             raise ValueError(f"user index {full} has interacted with every item; no negative exists")
+        users = np.repeat(np.arange(self.n_users, dtype=np.int64), self.degree)
+        rank_in_user = np.arange(train.nnz, dtype=np.int64) - self.indptr[users]
+        # p_j - j per user, offset so one sorted global array serves every user
+        self.gap_keys = users * (self.n_items + 1) + (train.indices.astype(np.int64) - rank_in_user)
+
+    def _exact(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        r = np.floor(rng.random(users.size) * (self.n_items - self.degree[users])).astype(np.int64)
+        below = np.searchsorted(self.gap_keys, users * (self.n_items + 1) + r, side="right") - self.indptr[users]
+        return r + below
 
     def sample(self, users: np.ndarray, n_negatives: int, rng: np.random.Generator) -> np.ndarray:
         """users (B,) -> (B, n_negatives) int64 items, each unobserved by its user."""
         rows = np.repeat(users.astype(np.int64), n_negatives)
         items = rng.integers(0, self.n_items, size=rows.size, dtype=np.int64)
         bad = np.flatnonzero(is_observed(self.keys, rows, items, self.n_items))
-        for _ in range(self.max_rounds):
+        for _ in range(self.rejection_rounds):
             if bad.size == 0:
-                return items.reshape(len(users), n_negatives)
+                break
             items[bad] = rng.integers(0, self.n_items, size=bad.size, dtype=np.int64)
             bad = bad[is_observed(self.keys, rows[bad], items[bad], self.n_items)]
-        raise RuntimeError(f"negative sampling did not converge in {self.max_rounds} rounds")
+        if bad.size:
+            items[bad] = self._exact(rows[bad], rng)
+        return items.reshape(len(users), n_negatives)
 
 
 def positive_batches(

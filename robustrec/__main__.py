@@ -1,0 +1,5 @@
+import sys
+
+from robustrec.cli import main
+
+sys.exit(main())
