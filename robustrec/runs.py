@@ -110,7 +110,7 @@ def evaluate_run(run_dir: Path, *, ks=None) -> dict[str, float]:
     run_dir = Path(run_dir)
     config, spec = load_run(run_dir)
     split = load_data(spec)
-    model = new_model(config, split.n_users, split.n_items)
+    model = new_model(config, split.n_users, split.n_items, split.train.matrix)
     model.load_state_dict(checkpoint.load_torch(run_dir / MODEL_FILE))
     users, items = model.embedding_matrices(PREFERENCE)
     return ranking_metrics(users, items, split.train.matrix, split.test.matrix, ks=ks or config.ks)

@@ -3,16 +3,27 @@
 Negatives are drawn uniformly from all items and rejected, in vectorised rounds,
 when they are one of the user's training positives (looked up in the sorted keys
 ``user * n_items + item`` of the CSR matrix); no per-row Python loop.
+
+A batch sampler (``SAMPLERS``, built by :func:`build_sampler`) yields one epoch of
+``(users (B,), items (B, 1 + n_negatives))`` batches, column 0 the observed item:
+
+- ``uniform``: every training interaction once, shuffled, with uniform unobserved items;
+- ``pld``: PLD's personal-loss resampling (Zhang et al., WWW 2025), which scores candidate
+  positives with the current model through a ``score_fn`` hook.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import scipy.sparse as sp
 
-SAMPLERS = ("uniform",)
+SAMPLERS = ("uniform", "pld")
+
+ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""``score_fn(users (B,), items (B, M)) -> (B, M)`` float scores s_ui, computed without gradient."""
 
 
 def positive_keys(matrix: sp.csr_matrix) -> np.ndarray:
@@ -27,9 +38,14 @@ def positive_keys(matrix: sp.csr_matrix) -> np.ndarray:
 def is_observed(keys: np.ndarray, users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
     """Boolean array, True where (users[k], items[k]) is an observed entry."""
     query = users.astype(np.int64) * n_items + items
-    pos = np.searchsorted(keys, query)
+    if keys.size == 0:
+        return np.zeros(query.shape, dtype=bool)
+    # searching in sorted order is ~2.5x faster: consecutive binary searches share cache lines
+    order = np.argsort(query, kind="stable")
+    pos = np.empty_like(order)
+    pos[order] = np.searchsorted(keys, query[order])
     pos = np.minimum(pos, keys.size - 1)
-    return keys[pos] == query if keys.size else np.zeros(query.shape, dtype=bool)
+    return keys[pos] == query
 
 
 class UniformNegativeSampler:
@@ -91,3 +107,119 @@ def positive_batches(
     for start in range(0, order.size, batch_size):
         idx = order[start : start + batch_size]
         yield users[idx], items[idx]
+
+
+class UniformSampler:
+    """Batch sampler ``uniform``: each epoch visits every training interaction once, shuffled,
+    and pairs it with ``n_negatives`` uniform unobserved items of its user.
+
+    Args:
+        train: (n_users, n_items) CSR of training interactions.
+        n_negatives: sampled unobserved items per row.
+    """
+
+    def __init__(self, train: sp.csr_matrix, *, n_negatives: int = 1) -> None:
+        self.train = sp.csr_matrix(train)
+        self.train.sort_indices()
+        self.negatives = UniformNegativeSampler(self.train)
+        self.n_negatives = n_negatives
+
+    def n_batches(self, batch_size: int) -> int:
+        return math.ceil(self.train.nnz / batch_size)
+
+    def epoch(
+        self, batch_size: int, rng: np.random.Generator, *, epoch: int = 1, score_fn: ScoreFn | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """One epoch of (users (B,), items (B, 1 + n_negatives)) batches; ``epoch`` counts from 1."""
+        for users, positives in positive_batches(self.train, batch_size, rng):
+            negatives = self.negatives.sample(users, self.n_negatives, rng)
+            yield users, np.concatenate([positives[:, None], negatives], axis=1)
+
+
+class PLDSampler(UniformSampler):
+    """Batch sampler ``pld``: Personalized Loss Distribution resampling (Zhang et al., WWW 2025, Alg. 1).
+
+    For the first ``warmup_epochs`` epochs it is the uniform sampler (plain BPR). Afterwards each row:
+    a user u drawn uniformly from the users with training items; a pool of ``pool_size`` (k) of u's
+    observed items, without replacement when u has >= k of them; one unobserved item j; the no-gradient
+    losses ℓ_c = softplus(s_uj − s_uc) of the pool; one candidate c drawn with probability
+    softmax(−ℓ/τ) (``temperature`` τ). The row is (u, c, j, further negatives). An epoch has as many
+    rows as the training matrix has interactions. Per batch: one ``score_fn`` call on (B, k + 1) pairs,
+    no per-user Python loop.
+    """
+
+    def __init__(
+        self,
+        train: sp.csr_matrix,
+        *,
+        n_negatives: int = 1,
+        pool_size: int = 5,
+        temperature: float = 0.1,
+        warmup_epochs: int = 5,
+    ) -> None:
+        super().__init__(train, n_negatives=n_negatives)
+        if pool_size < 1 or temperature <= 0 or warmup_epochs < 0:
+            raise ValueError("PLD needs pool_size >= 1, temperature > 0 and warmup_epochs >= 0")
+        self.pool_size, self.temperature, self.warmup_epochs = pool_size, temperature, warmup_epochs
+        self.indptr = self.train.indptr.astype(np.int64)
+        self.degree = np.diff(self.indptr)
+        self.active_users = np.flatnonzero(self.degree > 0)
+
+    def candidate_pools(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """(B,) users -> (B, k) observed items of each user: k distinct ones when the user has >= k
+        (a uniform k-subset, by Floyd's algorithm vectorised over the rows), else k draws with replacement."""
+        k = self.pool_size
+        degree = self.degree[users]
+        full = degree >= k
+        positions = np.empty((users.size, k), dtype=np.int64)
+        # Floyd: for j = d-k .. d-1 draw t in [0, j]; take t unless already taken, then take j.
+        for step in range(k):
+            top = degree - k + step  # j, (B,)
+            t = np.floor(rng.random(users.size) * np.maximum(top + 1, 1)).astype(np.int64)
+            taken = (positions[:, :step] == t[:, None]).any(1)
+            positions[:, step] = np.where(taken, top, t)
+        short = ~full
+        if short.any():
+            positions[short] = np.floor(rng.random((int(short.sum()), k)) * degree[short, None]).astype(np.int64)
+        return self.train.indices[self.indptr[users, None] + positions].astype(np.int64)
+
+    def select(self, losses: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """(B, k) candidate losses -> (B,) column drawn with probability softmax(−ℓ/τ) (Gumbel-max)."""
+        return np.argmax(-losses / self.temperature + rng.gumbel(size=losses.shape), axis=1)
+
+    def epoch(
+        self, batch_size: int, rng: np.random.Generator, *, epoch: int = 1, score_fn: ScoreFn | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        if epoch <= self.warmup_epochs:
+            yield from super().epoch(batch_size, rng, epoch=epoch)
+            return
+        if score_fn is None:
+            raise ValueError("the pld sampler needs score_fn(users, items) -> scores after its warm-up")
+        rows = self.train.nnz
+        for start in range(0, rows, batch_size):
+            b = min(batch_size, rows - start)
+            users = self.active_users[rng.integers(0, self.active_users.size, size=b)]
+            pools = self.candidate_pools(users, rng)
+            negatives = self.negatives.sample(users, self.n_negatives, rng)
+            scores = np.asarray(score_fn(users, np.concatenate([pools, negatives[:, :1]], axis=1)), dtype=np.float64)
+            losses = np.logaddexp(0.0, scores[:, -1:] - scores[:, :-1])  # softplus(s_uj - s_uc), (B, k)
+            chosen = pools[np.arange(b), self.select(losses, rng)]
+            yield users, np.concatenate([chosen[:, None], negatives], axis=1)
+
+
+def build_sampler(
+    name: str,
+    train: sp.csr_matrix,
+    *,
+    n_negatives: int = 1,
+    pld_pool_size: int = 5,
+    pld_temperature: float = 0.1,
+    pld_warmup_epochs: int = 5,
+) -> UniformSampler:
+    """The batch sampler called ``name`` (one of ``SAMPLERS``)."""
+    if name == "uniform":
+        return UniformSampler(train, n_negatives=n_negatives)
+    if name == "pld":
+        return PLDSampler(train, n_negatives=n_negatives, pool_size=pld_pool_size,
+                          temperature=pld_temperature, warmup_epochs=pld_warmup_epochs)
+    raise ValueError(f"unknown sampler {name!r}; expected one of {SAMPLERS}")

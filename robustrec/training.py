@@ -17,10 +17,10 @@ from tqdm.auto import tqdm
 
 from robustrec import checkpoint
 from robustrec.evaluate import DEFAULT_KS, METRICS, ranking_metrics
-from robustrec.models import MODELS, PREFERENCE, build_model
+from robustrec.models import GRAPH_MODELS, MODELS, PREFERENCE, build_model
 from robustrec.objectives import LOSSES, ObjectiveConfig, heads_for, objective_loss
 from robustrec.optim import OPTIMIZERS, check_optimizer, dense_parameters, fuse, load_optimizer_state, optimizer_state
-from robustrec.samplers import SAMPLERS, UniformNegativeSampler, positive_batches
+from robustrec.samplers import SAMPLERS, build_sampler
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,16 @@ class TrainConfig:
     l2: float = field(default=1e-4, metadata={"help": "L2 weight on the batch's embeddings"})
     n_negatives: int = field(default=1, metadata={"help": "sampled unobserved items per observed one"})
     init_std: float = field(default=0.1, metadata={"help": "std of the normal initialisation of the tables"})
+    flip_l2: float = field(default=0.1, metadata={"help": "nbpo: L2 weight on the flip factors (lambda_phi); keep it "
+                                                          "~1000x l2 or phi learns the interaction pattern itself"})
+    flip_prior: float = field(default=0.1, metadata={"help": "nbpo: phi where the flip factors are 0 (its start value)"})
+    tce_max_drop: float = field(default=0.2, metadata={"help": "tce: final share of each batch's positives dropped"})
+    tce_warmup_steps: int = field(default=30_000, metadata={"help": "tce: steps for the drop rate to grow from 0"})
+    rce_beta: float = field(default=0.25, metadata={"help": "rce: exponent of the detached sigma(s)^beta weights"})
+    pld_pool_size: int = field(default=5, metadata={"help": "pld: observed candidates per row (k)"})
+    pld_temperature: float = field(default=0.1, metadata={"help": "pld: softmax temperature tau of the selection"})
+    pld_warmup_epochs: int = field(default=5, metadata={"help": "pld: epochs of plain uniform sampling first"})
+    n_layers: int = field(default=3, metadata={"help": "lightgcn: propagation layers"})
     seed: int = field(default=0, metadata={"help": "seed of initialisation and sampling"})
     eval_every: int = field(default=5, metadata={"help": "validate every this many epochs (0: never)"})
     early_stop_metric: str = field(default="recall@20", metadata={"help": "validation metric to maximise"})
@@ -55,7 +65,7 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; expected one of {allowed}")
-        for name in ("dim", "epochs", "batch_size", "n_negatives"):
+        for name in ("dim", "epochs", "batch_size", "n_negatives", "pld_pool_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -67,10 +77,16 @@ class TrainConfig:
             )
         if int(k) not in self.ks:
             self.ks = tuple(sorted(set(self.ks) | {int(k)}))
+        if self.pld_temperature <= 0 or self.pld_warmup_epochs < 0 or self.n_layers < 0:
+            raise ValueError("need pld_temperature > 0, pld_warmup_epochs >= 0 and n_layers >= 0")
         check_optimizer(self.optimizer, torch.device(self.device))
+        self.objective()  # validates the loss settings
 
     def objective(self) -> ObjectiveConfig:
-        return ObjectiveConfig(loss=self.loss, l2=self.l2)
+        return ObjectiveConfig(
+            loss=self.loss, l2=self.l2, flip_l2=self.flip_l2, flip_prior=self.flip_prior,
+            tce_max_drop=self.tce_max_drop, tce_warmup_steps=self.tce_warmup_steps, rce_beta=self.rce_beta,
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,11 +109,13 @@ class FitResult:
     best_epoch: int | None
 
 
-def new_model(config: TrainConfig, n_users: int, n_items: int) -> torch.nn.Module:
+def new_model(config: TrainConfig, n_users: int, n_items: int, train: sp.spmatrix | None = None) -> torch.nn.Module:
+    """The untrained model of ``config``; graph models (LightGCN) need the training matrix ``train``."""
     torch.manual_seed(config.seed)
+    extra = {"train": train, "n_layers": config.n_layers} if config.model in GRAPH_MODELS else {}
     return build_model(
         config.model, n_users, n_items, config.dim,
-        heads=heads_for(config.loss), init_std=config.init_std, device=torch.device(config.device),
+        heads=heads_for(config.loss), init_std=config.init_std, device=torch.device(config.device), **extra,
     )
 
 
@@ -125,12 +143,18 @@ def fit(
     train = sp.csr_matrix(train)
     n_users, n_items = train.shape
     device = torch.device(config.device)
-    model = fuse(new_model(config, n_users, n_items), optimizer=config.optimizer, lr=config.lr, device=device)
+    model = fuse(new_model(config, n_users, n_items, train), optimizer=config.optimizer, lr=config.lr, device=device)
     dense = dense_parameters(model)
     dense_optimizer = torch.optim.Adam(dense, lr=config.lr) if dense else None
     objective = config.objective()
-    sampler = UniformNegativeSampler(train)
+    sampler = build_sampler(
+        config.sampler, train, n_negatives=config.n_negatives, pld_pool_size=config.pld_pool_size,
+        pld_temperature=config.pld_temperature, pld_warmup_epochs=config.pld_warmup_epochs,
+    )
     rng = np.random.default_rng(config.seed)
+
+    def score_fn(users: np.ndarray, items: np.ndarray) -> np.ndarray:  # no-gradient scores for the sampler
+        return model.score(torch.from_numpy(users).to(device), torch.from_numpy(items).to(device)).cpu().numpy()
 
     history: list[dict] = []
     start_epoch, step, elapsed = 0, 0, 0.0
@@ -149,7 +173,7 @@ def fit(
         )
         log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
 
-    n_batches = math.ceil(train.nnz / config.batch_size)
+    n_batches = sampler.n_batches(config.batch_size)
     epoch = start_epoch
     for epoch in range(start_epoch + 1, config.epochs + 1):
         if stale >= config.patience and validation is not None:
@@ -158,11 +182,9 @@ def fit(
         tic = time.perf_counter()
         model.train()
         total = 0.0
-        bar = tqdm(positive_batches(train, config.batch_size, rng), total=n_batches,
-                   desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
-        for users, positives in bar:
-            negatives = sampler.sample(users, config.n_negatives, rng)
-            items = np.concatenate([positives[:, None], negatives], axis=1)
+        batches = sampler.epoch(config.batch_size, rng, epoch=epoch, score_fn=score_fn)
+        bar = tqdm(batches, total=n_batches, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
+        for users, items in bar:
             output = model(torch.from_numpy(users).to(device), torch.from_numpy(items).to(device))
             loss = objective_loss(output, objective, step=step)
             value = loss.item()

@@ -74,6 +74,14 @@ class MatrixFactorization(nn.Module):
         return ModelOutput(scores, sq_norms)
 
     @torch.no_grad()
+    def score(self, users: torch.Tensor, items: torch.Tensor, head: str = PREFERENCE) -> torch.Tensor:
+        """Scores (B, K) of users (B,) against items (B, K) without gradient (e.g. for a sampler)."""
+        batch, k = items.shape
+        eu = self.user_tables(users)[head]
+        ei = self.item_tables(items)[head].view(batch, k, -1)
+        return (eu.unsqueeze(1) * ei).sum(-1)
+
+    @torch.no_grad()
     def embedding_matrices(self, head: str = PREFERENCE) -> tuple[torch.Tensor, torch.Tensor]:
         """(n_users, D) and (n_items, D) factors whose products are the scores of ``head``."""
         return self.user_tables.weights(head), self.item_tables.weights(head)

@@ -39,7 +39,9 @@ def test_positive_batches_cover_each_interaction_once():
 
 
 def _output(scores, sq=0.0):
-    return ModelOutput({"preference": scores}, {"preference": torch.tensor(sq)})
+    # every head a loss may read (NBPO's "flip" with zero factors: g = 0, no flip L2)
+    return ModelOutput({"preference": scores, "flip": torch.zeros_like(scores)},
+                       {"preference": torch.tensor(sq), "flip": torch.tensor(0.0)})
 
 
 def test_bpr_and_bce_values():
