@@ -1,4 +1,113 @@
 """Noise-rate estimation and noise injection, shared by ``robustrec`` and ``alignment``.
 
-Imports numpy (and torch where needed) only: no torchrec, no transformers.
+Imports numpy only: no torchrec, no transformers, no pandas (cheap to import). Pure functions of arrays,
+options keyword-only; every estimator returns an :class:`Estimate` (value, bootstrap interval, method, n).
+
+- :mod:`.confident_learning`: Northcutt et al. (JAIR 2021) thresholds, confident joint, joint, noise matrix.
+- :mod:`.flip_rate`: flip rate ε of preference pairs (agreement, Dawid–Skene, scorer, confident learning).
+- :mod:`.implicit`: noisy share of observed positives (per-user loss mixture), PU label frequency.
+- :mod:`.inject`: flips and PLD-style added interactions with the injected mask kept.
 """
+
+from .confident_learning import (
+    ConfidentLearningResult,
+    class_prior,
+    class_thresholds,
+    confident_joint,
+    estimate_confident_learning,
+    estimate_joint,
+    inverse_noise_matrix,
+    joint_to_inverse_noise_matrix,
+    joint_to_noise_matrix,
+    noise_matrix,
+)
+from .estimate import DEFAULT_N_RESAMPLES, Estimate, Interval, bootstrap_ci, bootstrap_estimate
+from .flip_rate import (
+    DAWID_SKENE_CONFUSIONS,
+    FIRST_BETTER,
+    FLIP_RATE_METHODS,
+    MISSING,
+    SCORE_KINDS,
+    SECOND_BETTER,
+    TIE,
+    TIE_POLICIES,
+    DawidSkeneResult,
+    agreement_to_flip_rate,
+    flip_posterior,
+    flip_rate_confident_learning,
+    flip_rate_dawid_skene,
+    flip_rate_from_agreement,
+    flip_rate_from_scorer,
+    pairwise_agreement,
+    preference_codes,
+)
+from .implicit import (
+    VALUE_KINDS,
+    LossMixture,
+    fit_loss_mixture,
+    hidden_positive_share,
+    label_frequency,
+    noise_scores,
+    noisy_share,
+)
+from .inject import (
+    FlippedLabels,
+    InjectedInteractions,
+    add_random_interactions,
+    apply_flips,
+    flip_labels,
+    flip_pairs,
+)
+
+__all__ = [
+    # results and bootstrap
+    "Estimate",
+    "Interval",
+    "bootstrap_ci",
+    "bootstrap_estimate",
+    "DEFAULT_N_RESAMPLES",
+    # confident learning
+    "ConfidentLearningResult",
+    "class_thresholds",
+    "confident_joint",
+    "estimate_joint",
+    "estimate_confident_learning",
+    "noise_matrix",
+    "inverse_noise_matrix",
+    "class_prior",
+    "joint_to_noise_matrix",
+    "joint_to_inverse_noise_matrix",
+    # flip rate of preference pairs
+    "FIRST_BETTER",
+    "SECOND_BETTER",
+    "TIE",
+    "MISSING",
+    "TIE_POLICIES",
+    "DAWID_SKENE_CONFUSIONS",
+    "SCORE_KINDS",
+    "FLIP_RATE_METHODS",
+    "DawidSkeneResult",
+    "preference_codes",
+    "agreement_to_flip_rate",
+    "pairwise_agreement",
+    "flip_rate_from_agreement",
+    "flip_rate_dawid_skene",
+    "flip_rate_from_scorer",
+    "flip_rate_confident_learning",
+    "flip_posterior",
+    # implicit feedback
+    "VALUE_KINDS",
+    "LossMixture",
+    "fit_loss_mixture",
+    "noisy_share",
+    "noise_scores",
+    "label_frequency",
+    "hidden_positive_share",
+    # injection
+    "FlippedLabels",
+    "InjectedInteractions",
+    "flip_pairs",
+    "apply_flips",
+    "flip_labels",
+    "add_random_interactions",
+]
