@@ -185,7 +185,8 @@ class PLDSampler(UniformSampler):
 
     def select(self, losses: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """(B, k) candidate losses -> (B,) column drawn with probability softmax(−ℓ/τ) (Gumbel-max)."""
-        return np.argmax(-losses / self.temperature + rng.gumbel(size=losses.shape), axis=1)
+        gumbel = -np.log(-np.log(rng.random(losses.shape, dtype=np.float32) + np.float32(1e-12)))
+        return np.argmax(-losses / np.float32(self.temperature) + gumbel, axis=1)
 
     def epoch(
         self, batch_size: int, rng: np.random.Generator, *, epoch: int = 1, score_fn: ScoreFn | None = None
@@ -201,8 +202,8 @@ class PLDSampler(UniformSampler):
             users = self.active_users[rng.integers(0, self.active_users.size, size=b)]
             pools = self.candidate_pools(users, rng)
             negatives = self.negatives.sample(users, self.n_negatives, rng)
-            scores = np.asarray(score_fn(users, np.concatenate([pools, negatives[:, :1]], axis=1)), dtype=np.float64)
-            losses = np.logaddexp(0.0, scores[:, -1:] - scores[:, :-1])  # softplus(s_uj - s_uc), (B, k)
+            scores = np.asarray(score_fn(users, np.concatenate([pools, negatives[:, :1]], axis=1)), dtype=np.float32)
+            losses = np.logaddexp(np.float32(0), scores[:, -1:] - scores[:, :-1])  # softplus(s_uj - s_uc), (B, k)
             chosen = pools[np.arange(b), self.select(losses, rng)]
             yield users, np.concatenate([chosen[:, None], negatives], axis=1)
 

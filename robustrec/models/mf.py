@@ -77,9 +77,13 @@ class MatrixFactorization(nn.Module):
     def score(self, users: torch.Tensor, items: torch.Tensor, head: str = PREFERENCE) -> torch.Tensor:
         """Scores (B, K) of users (B,) against items (B, K) without gradient (e.g. for a sampler)."""
         batch, k = items.shape
-        eu = self.user_tables(users)[head]
-        ei = self.item_tables(items)[head].view(batch, k, -1)
-        return (eu.unsqueeze(1) * ei).sum(-1)
+        wu, wi = self.user_tables.local_weight(head), self.item_tables.local_weight(head)
+        if wu is not None and wi is not None:  # direct rows of the live tables: no lookup machinery
+            eu, ei = wu.index_select(0, users), wi.index_select(0, items.reshape(-1)).view(batch, k, -1)
+        else:
+            eu = self.user_tables(users)[head]
+            ei = self.item_tables(items)[head].view(batch, k, -1)
+        return torch.bmm(ei, eu.unsqueeze(2)).squeeze(2)
 
     @torch.no_grad()
     def embedding_matrices(self, head: str = PREFERENCE) -> tuple[torch.Tensor, torch.Tensor]:

@@ -76,6 +76,15 @@ class SideTables(nn.Module):
         pooled = self.collection(kjt).to_dict()
         return {head: pooled[name] for head, name in zip(self.heads, self.features)}
 
+    def local_weight(self, head: str) -> torch.Tensor | None:
+        """The live ``(num_rows, dim)`` table of ``head`` itself (no copy, no gradient) when this process
+        holds it whole (plain or fused collection), else None (e.g. sharded)."""
+        bags = getattr(self.collection, "embedding_bags", None)
+        if bags is None or table_name(self.side, head) not in bags:
+            return None
+        weight = bags[table_name(self.side, head)].weight
+        return weight.detach() if weight.shape == (self.num_rows, self.dim) else None
+
     def weights(self, head: str, *, chunk_size: int = 65536) -> torch.Tensor:
         """The full ``(num_rows, dim)`` table of ``head``, by lookup (works fused, unfused and sharded)."""
         dev = self.device
