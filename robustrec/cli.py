@@ -24,7 +24,7 @@ from robustrec.samplers import SAMPLERS
 from robustrec.training import TrainConfig
 
 # Modules adding a subcommand: each defines ``add_parser(commands)`` and ``run(args) -> int``.
-SUBCOMMAND_MODULES: tuple[str, ...] = ()
+SUBCOMMAND_MODULES: tuple[str, ...] = ("robustrec.compare",)
 
 CHOICES = {"model": MODELS, "loss": LOSSES, "sampler": SAMPLERS, "optimizer": OPTIMIZERS, "format": FORMATS}
 # DataSpec fields exposed under another flag (``path`` is ``--data``) or shared (``seed``).

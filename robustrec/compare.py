@@ -1,0 +1,167 @@
+"""``python -m robustrec compare``: several configurations trained on the same split, one table.
+
+    python -m robustrec compare --models mf --losses bpr nbpo tce rce --samplers uniform pld \\
+        --data ../shared/data/gowalla --inject-noise 0.1 0.3 --seeds 0 1 --epochs 20 --out runs/compare
+
+For every noise ratio and seed the data is prepared once (split, injected noise with its mask) and every
+configuration trains on it. Written into ``--out``: ``runs.csv`` (one row per run), ``summary.csv`` and
+``summary.md`` (mean ± std over seeds), ``metric_vs_noise.png`` (with two or more ratios) and one run
+directory per run. The table holds clean-test metrics, seconds per epoch (and its ratio to the first
+configuration's) and ``noisy_in_top20``, the share of injected noisy training interactions the model still
+ranks in their user's top-20.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import fields, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from robustrec import checkpoint
+from robustrec.models import MODELS
+from robustrec.objectives import LOSSES
+from robustrec.runs import DataSpec, prepare_data, train_run
+from robustrec.samplers import SAMPLERS
+from robustrec.training import TrainConfig
+
+log = logging.getLogger(__name__)
+
+RUNS_FILE, SUMMARY_CSV, SUMMARY_MD, CURVE_FILE = "runs.csv", "summary.csv", "summary.md", "metric_vs_noise.png"
+SHOWN = ("recall@20", "ndcg@20", "seconds_per_epoch", "time_ratio", "noisy_in_top20", "clean_in_top20")
+_VARIED = ("model", "loss", "sampler", "seed")  # set per configuration / per seed, not shared options
+
+
+def method_name(config: TrainConfig) -> str:
+    return f"{config.model}/{config.loss}/{config.sampler}"
+
+
+def parse_method(text: str) -> tuple[str, str, str]:
+    """``"mf/nbpo/uniform"`` (or ``mf:nbpo:uniform``; sampler optional) -> (model, loss, sampler), validated."""
+    parts = text.replace(":", "/").split("/")
+    if len(parts) == 2:
+        parts.append("uniform")
+    if len(parts) != 3:
+        raise ValueError(f"configuration {text!r} must look like MODEL/LOSS[/SAMPLER]")
+    for value, allowed, what in zip(parts, (MODELS, LOSSES, SAMPLERS), ("model", "loss", "sampler")):
+        if value not in allowed:
+            raise ValueError(f"configuration {text!r}: unknown {what} {value!r}; expected one of {allowed}")
+    return parts[0], parts[1], parts[2]
+
+
+def compare_runs(
+    configs: Sequence[tuple[str, TrainConfig]],
+    spec: DataSpec,
+    out: str | Path,
+    *,
+    ratios: Sequence[float] = (0.0,),
+    seeds: Sequence[int] = (0,),
+    metric: str = "recall@20",
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Train every ``(name, config)`` for every noise ratio and seed on shared data; write the tables.
+
+    ``seeds`` replace both ``config.seed`` and ``spec.seed`` (split and injected noise). Returns the
+    per-run frame (also ``out/runs.csv``); see :func:`summarize` for the summary.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for ratio, seed in itertools.product(ratios, seeds):
+        run_spec = replace(spec, inject_noise=float(ratio), seed=int(seed))
+        tic = time.perf_counter()
+        prepared = prepare_data(run_spec)
+        log.info("data r=%s seed=%s: %r (%.1fs)", ratio, seed, prepared.split, time.perf_counter() - tic)
+        for name, config in configs:
+            config = replace(config, seed=int(seed))
+            run_dir = out / f"r{ratio:g}" / f"seed{seed}" / name.replace("/", "-")
+            metrics = train_run(config, run_spec, run_dir, prepared=prepared, progress=progress)
+            row = {"method": name, "inject_noise": float(ratio), "seed": int(seed), "model": config.model,
+                   "loss": config.loss, "sampler": config.sampler, **metrics}
+            rows.append(row)
+            log.info("%s r=%s seed=%s: %s=%.4f, %.2fs/epoch", name, ratio, seed, metric, metrics[metric],
+                     metrics["seconds_per_epoch"])
+            checkpoint.save_text(pd.DataFrame(rows).to_csv(index=False), out / RUNS_FILE)  # partial results
+    frame = pd.DataFrame(rows)
+    first = frame.groupby(["inject_noise", "seed"])["seconds_per_epoch"].transform("first")
+    frame["time_ratio"] = frame["seconds_per_epoch"] / first
+    checkpoint.save_text(frame.to_csv(index=False), out / RUNS_FILE)
+    summary = summarize(frame, metric=metric)
+    checkpoint.save_text(summary.to_csv(index=False), out / SUMMARY_CSV)
+    checkpoint.save_text(to_markdown(summary) + "\n", out / SUMMARY_MD)
+    if len(set(frame["inject_noise"])) > 1:
+        from robustrec import plots
+
+        plots.metric_vs_noise(frame, out / CURVE_FILE, metric=metric)
+    return frame
+
+
+def summarize(frame: pd.DataFrame, *, metric: str = "recall@20") -> pd.DataFrame:
+    """One row per (method, noise ratio): mean ± std over seeds of the shown columns, as strings."""
+    columns = [c for c in dict.fromkeys((metric, *SHOWN)) if c in frame and frame[c].notna().any()]
+    rows = []
+    for (method, ratio), group in frame.groupby(["method", "inject_noise"], sort=False):
+        row = {"method": method, "noise": ratio, "seeds": len(group)}
+        for c in columns:
+            values = group[c].astype(float)
+            digits = 2 if c in ("seconds_per_epoch", "time_ratio") else 4
+            row[c] = f"{values.mean():.{digits}f}" + (f" ± {values.std():.{digits}f}" if len(values) > 1 else "")
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values(["noise"], kind="stable").reset_index(drop=True)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A GitHub Markdown table of ``table`` (no extra dependency)."""
+    header = "| " + " | ".join(str(c) for c in table.columns) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def add_parser(commands) -> None:
+    from robustrec.cli import DATA_FLAGS, _add_dataclass_options
+
+    parser = commands.add_parser("compare", help="train several configurations on the same split; one table",
+                                 description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["mf"], choices=MODELS)
+    parser.add_argument("--losses", nargs="+", default=["bpr", "nbpo", "tce", "rce"], choices=LOSSES)
+    parser.add_argument("--samplers", nargs="+", default=["uniform"], choices=SAMPLERS)
+    parser.add_argument("--configs", nargs="+", metavar="MODEL/LOSS[/SAMPLER]",
+                        help="explicit configurations instead of the product of --models/--losses/--samplers")
+    parser.add_argument("--inject-noise", dest="ratios", nargs="+", type=float, default=[0.0],
+                        help="noise ratios R (PLD's protocol on the training part); several give a curve")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds (model, split and noise)")
+    parser.add_argument("--metric", default="recall@20", help="metric of the summary's first column and the plot")
+    parser.add_argument("--out", type=Path, default=Path("runs/compare"), help="directory to write")
+    train_group = parser.add_argument_group("training options shared by every configuration")
+    _add_dataclass_options(train_group, TrainConfig, skip=_VARIED)
+    data_group = parser.add_argument_group("data")
+    _add_dataclass_options(data_group, DataSpec, skip=("seed", "inject_noise"), rename=DATA_FLAGS)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    shared = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name not in _VARIED}
+    if args.configs:
+        triples = [parse_method(text) for text in args.configs]
+    else:
+        triples = list(itertools.product(args.models, args.losses, args.samplers))
+    configs = []
+    for model, loss, sampler in triples:
+        config = TrainConfig(model=model, loss=loss, sampler=sampler, **shared)
+        configs.append((method_name(config), config))
+    spec_values = {f.name: getattr(args, f.name) for f in fields(DataSpec) if f.name not in ("seed", "inject_noise")}
+    if spec_values.get("path") is not None:
+        spec_values["path"] = str(Path(spec_values["path"]).resolve())
+    spec = DataSpec(**spec_values)
+    frame = compare_runs(configs, spec, args.out, ratios=args.ratios, seeds=args.seeds, metric=args.metric,
+                         progress=not args.quiet)
+    print(to_markdown(summarize(frame, metric=args.metric)))
+    print(f"wrote {args.out}/{SUMMARY_MD} ({len(frame)} runs)")
+    return 0
