@@ -269,10 +269,13 @@ class DawidSkeneResult:
     def predicted_agreement(self) -> np.ndarray:
         """(m, m) agreement between annotators implied by the fitted model:
         ``Σ_z P(z) Σ_l P(l | z, annotator i) P(l | z, annotator j)``; for symmetric confusions
-        ``(1−ε_i)(1−ε_j) + ε_i ε_j``. Compare with :func:`pairwise_agreement` as a goodness-of-fit check."""
+        ``(1−ε_i)(1−ε_j) + ε_i ε_j``; 1 on the diagonal (as :func:`pairwise_agreement`). Compare the two as a
+        goodness-of-fit check."""
         pz = np.array([1.0 - self.prior, self.prior])
         c = self.confusion  # (m, label, true)
-        return np.einsum("z,ilz,jlz->ij", pz, c, c)
+        out = np.einsum("z,ilz,jlz->ij", pz, c, c)
+        np.fill_diagonal(out, 1.0)
+        return out
 
 
 @dataclass(frozen=True)
