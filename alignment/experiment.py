@@ -1,0 +1,408 @@
+"""The controlled experiment: DPO, cDPO and rDPO under injected label flips, fully offline.
+
+A miniature of the IMDb experiment of Chowdhury, Kini & Natarajan (ICML 2024, "Provably Robust DPO"):
+
+1. **Policy.** The reference policy π_ref is the shipped stories260K model (:mod:`alignment.llama2c`).
+2. **Pairs.** For each training prompt (story openings, :data:`alignment.stories.STORY_OPENINGS`, split into
+   training and held-out prompts), π_ref samples continuations (temperature 1, ``max_new_tokens`` tokens);
+   consecutive samples of a prompt form a pair (a, b). Pairs whose two continuations have the same reward
+   carry no preference and are left out (their number is recorded in ``ExperimentData.n_tied``).
+3. **Ground truth.** r = :func:`alignment.stories.sentiment_reward` (positive minus negative emotion words).
+4. **Preferences.** Bradley–Terry: a ≻ b with probability σ((r_a − r_b) / ``bt_temperature``), sampled once
+   per pair: the *clean* labels.
+5. **Flips.** A share ε of the training labels is reversed with :func:`robustrec.noise.inject.flip_pairs`
+   (an exact count, seeded). A small extra set of pairs keeps its clean labels: the calibration set of the
+   ``"auto"`` flip-rate estimate (:func:`alignment.flip_rate.estimate_flip_rate`, scorer method).
+6. **Methods.** :data:`METHODS`: DPO, cDPO(ε), rDPO(ε) with the true ε, rDPO with ε estimated ("auto");
+   same steps, batch, learning rate and seed.
+7. **Evaluation** on the held-out prompts: mean true reward of continuations sampled from the trained
+   policy (``reward``); the Monte-Carlo KL(π_θ ‖ π_ref) = mean over those samples of
+   log π_θ(y|x) − log π_ref(y|x) (``kl``, nats per continuation); and the share of held-out *clean* pairs
+   — reference samples ordered by their true reward, ties left out — on which the implicit reward
+   β·log(π_θ/π_ref) ranks the better continuation higher (``clean_pref_accuracy``).
+
+:func:`run_experiment` runs the grid (flip rates × seeds × methods) and returns / writes the results.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from robustrec.noise.inject import flip_pairs
+
+from .generation import completion_logprobs, sample_continuations
+from .stories import STORY_OPENINGS, sentiment_reward
+
+logger = logging.getLogger(__name__)
+
+#: Method name -> (loss, flip rate: "true" = the injected ε, "auto" = estimated, 0.0 = none).
+METHODS: dict[str, tuple[str, str | float]] = {
+    "dpo": ("dpo", 0.0),
+    "cdpo": ("cdpo", "true"),
+    "rdpo": ("rdpo", "true"),
+    "rdpo_auto": ("rdpo", "auto"),
+}
+
+METRICS = ("reward", "kl", "clean_pref_accuracy")
+
+
+@dataclass
+class ExperimentSettings:
+    """Sizes and hyperparameters of the controlled experiment (defaults: the full grid's per-run budget)."""
+
+    n_eval_prompts: int = 32
+    samples_per_train_prompt: int = 16
+    samples_per_eval_prompt: int = 8
+    eval_pair_samples_per_prompt: int = 8
+    calibration_fraction: float = 0.25
+    max_new_tokens: int = 32
+    bt_temperature: float = 0.5
+    steps: int = 40
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    beta: float = 0.1
+    methods: tuple[str, ...] = tuple(METHODS)
+    num_threads: int = 1  # tiny matrices: one thread is fastest, and far faster on a shared machine
+
+    def __post_init__(self):
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+        if not 0 < self.calibration_fraction < 1:
+            raise ValueError("calibration_fraction must lie in (0, 1)")
+
+
+@dataclass
+class ExperimentData:
+    """The pairs of one seed (before flips).
+
+    Attributes:
+        train: DataFrame (n_train rows): ``prompt``, ``chosen``, ``rejected`` by the clean Bradley–Terry label,
+            and ``reward_chosen``, ``reward_rejected``.
+        calibration: same columns, the clean-labelled calibration pairs (never flipped, never trained on).
+        eval_prompts: held-out prompts.
+        eval_pairs: DataFrame of held-out pairs ordered by true reward (``chosen`` has the higher reward).
+        reference_reward: mean true reward of π_ref's continuations of ``eval_prompts``.
+        n_tied: pairs left out because their two continuations had equal reward (train + calibration + eval).
+    """
+
+    train: pd.DataFrame
+    calibration: pd.DataFrame
+    eval_prompts: list[str]
+    eval_pairs: pd.DataFrame
+    reference_reward: float
+    n_tied: int
+
+
+def split_prompts(n_eval: int, *, seed: int = 0) -> tuple[list[str], list[str]]:
+    """``(train_prompts, eval_prompts)``: a seeded random split of :data:`STORY_OPENINGS`."""
+    order = np.random.default_rng(seed).permutation(len(STORY_OPENINGS))
+    prompts = [STORY_OPENINGS[i] for i in order]
+    return prompts[n_eval:], prompts[:n_eval]
+
+
+def _pairs_from_samples(prompts: Sequence[str], texts: Sequence[str]) -> tuple[pd.DataFrame, int]:
+    """Consecutive samples of the same prompt as pairs (a, b) with rewards; ties left out and counted."""
+    rows, tied = [], 0
+    for i in range(0, len(texts) - 1, 2):
+        assert prompts[i] == prompts[i + 1]
+        a, b = texts[i], texts[i + 1]
+        ra, rb = sentiment_reward(a), sentiment_reward(b)
+        if ra == rb or a == b:
+            tied += 1
+            continue
+        rows.append({"prompt": prompts[i], "a": a, "b": b, "reward_a": ra, "reward_b": rb})
+    return pd.DataFrame(rows), tied
+
+
+def _orient(frame: pd.DataFrame, a_wins: np.ndarray) -> pd.DataFrame:
+    """Columns prompt, chosen, rejected, reward_chosen, reward_rejected with a chosen where ``a_wins``."""
+    return pd.DataFrame({
+        "prompt": frame["prompt"].to_numpy(),
+        "chosen": np.where(a_wins, frame["a"], frame["b"]),
+        "rejected": np.where(a_wins, frame["b"], frame["a"]),
+        "reward_chosen": np.where(a_wins, frame["reward_a"], frame["reward_b"]),
+        "reward_rejected": np.where(a_wins, frame["reward_b"], frame["reward_a"]),
+    })
+
+
+def make_experiment_data(model, tokenizer, settings: ExperimentSettings, *, seed: int = 0) -> ExperimentData:
+    """Sample the pairs of one seed from the reference policy ``model`` and label them by Bradley–Terry."""
+    train_prompts, eval_prompts = split_prompts(settings.n_eval_prompts, seed=seed)
+    rng = np.random.default_rng(seed)
+    k = settings.samples_per_train_prompt + settings.samples_per_train_prompt % 2
+    prompts = [p for p in train_prompts for _ in range(k)]
+    texts = sample_continuations(model, tokenizer, prompts, max_new_tokens=settings.max_new_tokens, seed=seed)
+    pairs, tied = _pairs_from_samples(prompts, texts)
+    p_a = 1.0 / (1.0 + np.exp(-(pairs["reward_a"] - pairs["reward_b"]).to_numpy() / settings.bt_temperature))
+    labelled = _orient(pairs, rng.random(len(pairs)) < p_a).sample(frac=1.0, random_state=seed)
+    n_cal = int(round(settings.calibration_fraction * len(labelled)))
+    calibration = labelled.iloc[:n_cal].reset_index(drop=True)
+    train = labelled.iloc[n_cal:].reset_index(drop=True)
+
+    k = settings.eval_pair_samples_per_prompt + settings.eval_pair_samples_per_prompt % 2
+    eval_prompt_list = [p for p in eval_prompts for _ in range(k)]
+    eval_texts = sample_continuations(
+        model, tokenizer, eval_prompt_list, max_new_tokens=settings.max_new_tokens, seed=seed + 10_000
+    )
+    eval_raw, eval_tied = _pairs_from_samples(eval_prompt_list, eval_texts)
+    eval_pairs = _orient(eval_raw, (eval_raw["reward_a"] > eval_raw["reward_b"]).to_numpy())
+    reference_reward = float(np.mean([sentiment_reward(t) for t in eval_texts]))
+    return ExperimentData(train, calibration, eval_prompts, eval_pairs, reference_reward, tied + eval_tied)
+
+
+def inject_flips(train: pd.DataFrame, flip_rate: float, *, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Swap chosen and rejected on exactly round(ε·n) pairs (:func:`robustrec.noise.inject.flip_pairs`).
+
+    Returns the flipped copy and the (n,) bool mask of flipped pairs.
+    """
+    mask = flip_pairs(len(train), flip_rate, seed=seed)
+    out = train.copy()
+    for a, b in (("chosen", "rejected"), ("reward_chosen", "reward_rejected")):
+        if a in out.columns:
+            out.loc[mask, [a, b]] = train.loc[mask, [b, a]].to_numpy()
+    return out, mask
+
+
+def train_policy(
+    pairs: pd.DataFrame,
+    *,
+    loss: str,
+    flip_rate: float | str,
+    steps: int,
+    batch_size: int,
+    learning_rate: float,
+    beta: float,
+    seed: int,
+    model_path=None,
+    clean_pairs: pd.DataFrame | None = None,
+    output_dir: str | None = None,
+    show_progress: bool = False,
+):
+    """Fine-tune a fresh copy of the reference model on ``pairs``; returns ``(trainer, policy, reference, tokenizer)``."""
+    from datasets import Dataset
+
+    from .config import RobustDPOConfig
+    from .models import load_model
+    from .trainer import RobustDPOTrainer
+
+    torch.manual_seed(seed)
+    policy, tokenizer = load_model(model_path)
+    reference, _ = load_model(model_path)
+    with tempfile.TemporaryDirectory() as scratch:
+        config = RobustDPOConfig(
+            output_dir=output_dir or scratch,
+            loss=loss,
+            flip_rate=flip_rate,
+            beta=beta,
+            max_steps=steps,
+            per_device_train_batch_size=batch_size,
+            learning_rate=learning_rate,
+            lr_scheduler_type="constant",
+            warmup_steps=0,
+            seed=seed,
+            data_seed=seed,
+            use_cpu=not torch.cuda.is_available(),
+            report_to="none",
+            save_strategy="no",
+            logging_steps=max(1, steps // 10),
+            disable_tqdm=not show_progress,
+            max_length=256,
+            dataset_num_proc=None,
+        )
+        trainer = RobustDPOTrainer(
+            model=policy,
+            ref_model=reference,
+            args=config,
+            train_dataset=Dataset.from_pandas(pairs[["prompt", "chosen", "rejected"]], preserve_index=False),
+            processing_class=tokenizer,
+            clean_pairs=clean_pairs,
+        )
+        trainer.train()
+    return trainer, trainer.model, reference, tokenizer
+
+
+def evaluate_policy(
+    policy,
+    reference,
+    tokenizer,
+    eval_prompts: Sequence[str],
+    eval_pairs: pd.DataFrame,
+    *,
+    beta: float,
+    samples_per_prompt: int = 8,
+    max_new_tokens: int = 32,
+    seed: int = 0,
+) -> dict[str, float]:
+    """``reward``, ``kl`` and ``clean_pref_accuracy`` of ``policy`` (see the module docstring)."""
+    prompts = [p for p in eval_prompts for _ in range(samples_per_prompt)]
+    texts = sample_continuations(policy, tokenizer, prompts, max_new_tokens=max_new_tokens, seed=seed)
+    rewards = np.array([sentiment_reward(t) for t in texts])
+    # Sampling stops at EOS, so EOS belongs to the sampled sequence only when the text ended early; the KL
+    # estimate counts the continuation tokens (without EOS) under both models.
+    logp_policy, _ = completion_logprobs(policy, tokenizer, prompts, texts)
+    logp_ref, _ = completion_logprobs(reference, tokenizer, prompts, texts)
+    kl = float((logp_policy - logp_ref).mean())
+    accuracy = implicit_preference_accuracy(policy, reference, tokenizer, eval_pairs, beta=beta)
+    return {"reward": float(rewards.mean()), "kl": kl, "clean_pref_accuracy": accuracy}
+
+
+def implicit_preference_accuracy(policy, reference, tokenizer, pairs: pd.DataFrame, *, beta: float) -> float:
+    """Share of pairs with β·[log π/π_ref](chosen) > β·[log π/π_ref](rejected); (n,) pairs, text columns."""
+    prompts = list(pairs["prompt"])
+    margins = 0.0
+    for column, sign in (("chosen", 1.0), ("rejected", -1.0)):
+        texts = list(pairs[column])
+        lp, _ = completion_logprobs(policy, tokenizer, prompts, texts)
+        lr, _ = completion_logprobs(reference, tokenizer, prompts, texts)
+        margins = margins + sign * beta * (lp - lr)
+    return float((margins > 0).float().mean())
+
+
+def run_experiment(
+    flip_rates: Sequence[float],
+    *,
+    seeds: int = 3,
+    settings: ExperimentSettings | None = None,
+    model_path=None,
+    out_dir: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Run every method at every flip rate for ``seeds`` seeds; return (and write) the results.
+
+    Returns a dict: ``settings``, ``reference`` (mean/std over seeds of π_ref's reward), ``runs`` (one record
+    per flip rate × seed × method) and ``results[str(ε)][method][metric] = {"mean", "std"}``, with
+    ``results[str(ε)]["estimated_flip_rate"] = {"mean", "std", "per_seed": [Estimate dicts]}``.
+    With ``out_dir``: writes ``results.json`` and, for several flip rates, ``reward_vs_flip_rate.png``.
+    """
+    from .models import load_model
+
+    settings = settings or ExperimentSettings()
+    torch.set_num_threads(settings.num_threads)
+    for rate in flip_rates:
+        from .losses import check_flip_rate
+
+        check_flip_rate(rate)
+    say = progress or (lambda message: logger.info(message))
+    reference_model, tokenizer = load_model(model_path)
+    runs: list[dict] = []
+    references: list[float] = []
+    estimates: dict[float, list[dict]] = {float(r): [] for r in flip_rates}
+    from tqdm.auto import tqdm
+
+    total = seeds * len(flip_rates) * len(settings.methods)
+    bar = tqdm(total=total, desc="experiment runs", disable=progress is not None)
+    for seed in range(seeds):
+        data = make_experiment_data(reference_model, tokenizer, settings, seed=seed)
+        references.append(data.reference_reward)
+        say(
+            f"seed {seed}: {len(data.train)} training pairs, {len(data.calibration)} clean calibration pairs, "
+            f"{len(data.eval_pairs)} held-out clean pairs, {data.n_tied} tied pairs left out, "
+            f"reference reward {data.reference_reward:.3f}"
+        )
+        for rate in flip_rates:
+            noisy, mask = inject_flips(data.train, rate, seed=seed + 1000)
+            for method in settings.methods:
+                loss, rate_spec = METHODS[method]
+                flip_rate = rate if rate_spec == "true" else rate_spec
+                started = time.perf_counter()
+                trainer, policy, reference, tok = train_policy(
+                    noisy,
+                    loss=loss,
+                    flip_rate=flip_rate,
+                    steps=settings.steps,
+                    batch_size=settings.batch_size,
+                    learning_rate=settings.learning_rate,
+                    beta=settings.beta,
+                    seed=seed,
+                    model_path=model_path,
+                    clean_pairs=data.calibration,
+                )
+                metrics = evaluate_policy(
+                    policy, reference, tok, data.eval_prompts, data.eval_pairs,
+                    beta=settings.beta, samples_per_prompt=settings.samples_per_eval_prompt,
+                    max_new_tokens=settings.max_new_tokens, seed=seed + 20_000,
+                )
+                record = {"flip_rate": float(rate), "seed": seed, "method": method, "loss": loss,
+                          "trained_flip_rate": float(trainer.flip_rate), **metrics,
+                          "seconds": time.perf_counter() - started,
+                          "realised_flip_rate": float(mask.mean()) if len(mask) else 0.0}
+                if trainer.flip_rate_estimate is not None:
+                    record["estimate"] = trainer.flip_rate_estimate.to_dict()
+                    estimates[float(rate)].append(trainer.flip_rate_estimate.to_dict())
+                runs.append(record)
+                say(f"ε={rate} seed={seed} {method}: " + ", ".join(f"{m}={metrics[m]:.3f}" for m in METRICS))
+                bar.update(1)
+    bar.close()
+    results = {
+        "settings": asdict(settings),
+        "seeds": seeds,
+        "flip_rates": [float(r) for r in flip_rates],
+        "reference": {"reward": _mean_std(references)},
+        "results": _summarise(runs, flip_rates, settings.methods, estimates),
+        "runs": runs,
+    }
+    if out_dir is not None:
+        from .io import write_json_atomic
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "results.json", results)
+        if len(flip_rates) > 1:
+            from .plots import plot_reward_vs_flip_rate
+
+            plot_reward_vs_flip_rate(results, out / "reward_vs_flip_rate.png")
+    return results
+
+
+def _mean_std(values: Sequence[float]) -> dict[str, float]:
+    array = np.asarray(values, dtype=float)
+    return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0}
+
+
+def _summarise(runs, flip_rates, methods, estimates) -> dict:
+    frame = pd.DataFrame(runs)
+    summary: dict[str, dict] = {}
+    for rate in flip_rates:
+        at_rate = frame[frame["flip_rate"] == float(rate)]
+        entry: dict[str, dict] = {}
+        for method in methods:
+            rows = at_rate[at_rate["method"] == method]
+            entry[method] = {metric: _mean_std(rows[metric]) for metric in METRICS}
+        per_seed = estimates[float(rate)]
+        if per_seed:
+            entry["estimated_flip_rate"] = {
+                **_mean_std([e["value"] for e in per_seed]),
+                "ci_low": float(np.mean([e["ci_low"] for e in per_seed])),
+                "ci_high": float(np.mean([e["ci_high"] for e in per_seed])),
+                "per_seed": per_seed,
+            }
+        summary[str(float(rate))] = entry
+    return summary
+
+
+def results_table(results: dict) -> str:
+    """A Markdown table of the results: one row per flip rate and method."""
+    lines = ["| ε | method | reward | KL | clean pref. acc. | ε used |", "|---|---|---|---|---|---|"]
+    runs = pd.DataFrame(results["runs"])
+    for key, entry in results["results"].items():
+        for method, metrics in entry.items():
+            if method == "estimated_flip_rate":
+                continue
+            used = runs[(runs["flip_rate"] == float(key)) & (runs["method"] == method)]["trained_flip_rate"].mean()
+            cells = [f"{metrics[m]['mean']:.3f} ± {metrics[m]['std']:.3f}" for m in METRICS]
+            lines.append(f"| {key} | {method} | " + " | ".join(cells) + f" | {used:.3f} |")
+    ref = results["reference"]["reward"]
+    lines.append(f"\nreference policy reward: {ref['mean']:.3f} ± {ref['std']:.3f}")
+    return "\n".join(lines)

@@ -1,0 +1,50 @@
+"""Plots of experiment results (matplotlib, Agg backend: works without a display)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+METRIC_LABELS = {"reward": "mean true reward (held-out prompts)", "kl": "KL(π ‖ π_ref), nats",
+                 "clean_pref_accuracy": "implicit-reward accuracy, clean pairs"}
+
+
+def plot_reward_vs_flip_rate(results: dict, path: str | os.PathLike) -> Path:
+    """One panel per metric: mean ± std over seeds against the flip rate ε, one line per method.
+
+    ``results`` is what :func:`alignment.experiment.run_experiment` returns. Written atomically (PNG).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = results["flip_rates"]
+    keys = [str(float(r)) for r in rates]
+    methods = [m for m in results["results"][keys[0]] if m != "estimated_flip_rate"]
+    fig, axes = plt.subplots(1, len(METRIC_LABELS), figsize=(5 * len(METRIC_LABELS), 4))
+    for ax, (metric, label) in zip(axes, METRIC_LABELS.items()):
+        for method in methods:
+            mean = [results["results"][k][method][metric]["mean"] for k in keys]
+            std = [results["results"][k][method][metric]["std"] for k in keys]
+            ax.errorbar(rates, mean, yerr=std, marker="o", capsize=3, label=method)
+        if metric == "reward":
+            ref = results["reference"]["reward"]["mean"]
+            ax.axhline(ref, color="grey", linestyle="--", label="reference policy")
+        ax.set_xlabel("flip rate ε")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(f"DPO / cDPO / rDPO under flipped preferences ({results['seeds']} seeds)")
+    fig.tight_layout()
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
+    return path
