@@ -68,6 +68,8 @@ class TrainConfig:
         for name in ("dim", "epochs", "batch_size", "n_negatives", "pld_pool_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.dim % 4:
+            raise ValueError(f"dim must be a multiple of 4 (FBGEMM's fused embedding kernels), got {self.dim}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
         metric, _, k = self.early_stop_metric.partition("@")
