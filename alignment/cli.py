@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--steps", type=int, default=None, help="training steps per run (default 40)")
     experiment.add_argument("--methods", nargs="+", default=None, help="subset of dpo cdpo rdpo rdpo_auto")
     experiment.add_argument("--model", default="default")
+    experiment.add_argument("--train-prompts", type=int, default=None, help="use only this many training prompts")
+    experiment.add_argument("--samples-per-prompt", type=int, default=None,
+                            help="continuations sampled per training prompt (default 16)")
     experiment.add_argument("--out", required=True, help="output folder (results.json, plot)")
 
     estimate = commands.add_parser("estimate-flip-rate", help="estimate the flip rate of preference data")
@@ -187,6 +190,10 @@ def _experiment(args) -> int:
         overrides["steps"] = args.steps
     if args.methods:
         overrides["methods"] = tuple(args.methods)
+    if args.train_prompts is not None:
+        overrides["n_train_prompts"] = args.train_prompts
+    if args.samples_per_prompt is not None:
+        overrides["samples_per_train_prompt"] = args.samples_per_prompt
     settings = ExperimentSettings(**overrides)
     results = run_experiment(args.flip_rate, seeds=args.seeds, settings=settings, model_path=args.model,
                              out_dir=args.out, progress=_say)

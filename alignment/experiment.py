@@ -62,6 +62,7 @@ class ExperimentSettings:
     """Sizes and hyperparameters of the controlled experiment (defaults: the full grid's per-run budget)."""
 
     n_eval_prompts: int = 32
+    n_train_prompts: int | None = None  # None: all the other openings
     samples_per_train_prompt: int = 16
     samples_per_eval_prompt: int = 8
     eval_pair_samples_per_prompt: int = 8
@@ -140,6 +141,7 @@ def _orient(frame: pd.DataFrame, a_wins: np.ndarray) -> pd.DataFrame:
 def make_experiment_data(model, tokenizer, settings: ExperimentSettings, *, seed: int = 0) -> ExperimentData:
     """Sample the pairs of one seed from the reference policy ``model`` and label them by Bradley–Terry."""
     train_prompts, eval_prompts = split_prompts(settings.n_eval_prompts, seed=seed)
+    train_prompts = train_prompts[: settings.n_train_prompts]
     rng = np.random.default_rng(seed)
     k = settings.samples_per_train_prompt + settings.samples_per_train_prompt % 2
     prompts = [p for p in train_prompts for _ in range(k)]
