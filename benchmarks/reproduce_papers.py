@@ -127,29 +127,38 @@ def pld_gowalla(args) -> None:
     if args.lightgcn:
         configs += [replace(base, model="lightgcn", loss="bpr"), replace(base, model="lightgcn", loss="bpr", sampler="pld")]
     named = [(method_name(c), c) for c in configs]
-    frames = []
-    for seed in args.seeds:  # one seed over every ratio first: partial results are whole tables
-        frames.append(compare_runs(named, spec, Path(args.work) / "pld-gowalla" / f"seed{seed}",
-                                   ratios=args.ratios, seeds=(seed,)))
-        runs = pd.concat(frames, ignore_index=True)
-        table = summarize(runs)
-        notes = [
-            f"MF, dim 64, batch {args.batch_size}, fused row-wise Adagrad lr 0.05 (FBGEMM has no CPU AdamW), "
-            f"L2 1e-4 on the batch's embeddings, {args.epochs} epochs (the paper: 100 epochs, batch 2048, AdamW "
-            f"1e-3, 5 seeds; 2 shared CPU cores here). PLD: k=5, tau=0.1, {args.pld_warmup} warm-up epochs of BPR "
-            f"(paper: 5). T-CE: max drop 0.2 reached after {args.pld_warmup} epochs "
-            f"({args.pld_warmup * steps_per_epoch} steps; paper 30,000 steps at batch 1024). R-CE beta 0.25. "
-            "NBPO: flip_l2 0.1, flip_prior 0.1. Noise: per user floor(r |train_u|) random unobserved items, "
-            "training part only; test = the original clean LightGCN test split.",
-            "noisy_in_top20 / clean_in_top20: share of the injected / original training interactions ranked in "
-            "their user's top-20 (training items not masked). time_ratio: seconds per epoch / BPR's in the same "
-            f"run set (medians below). Seeds done: {sorted(set(runs['seed']))}.",
-            "", "Median seconds per epoch and ratio to mf/bpr/uniform over all runs:", "",
-            to_markdown(runs.groupby("method", sort=False).agg(
-                seconds_per_epoch=("seconds_per_epoch", "median"), time_ratio=("time_ratio", "median")
-            ).round(3).reset_index()),
-        ]
-        _write("pld-gowalla", table, runs, notes)
+    work = Path(args.work) / "pld-gowalla"
+    for seed in ([] if args.summarize_only else args.seeds):  # one seed over every ratio first
+        compare_runs(named, spec, work / f"seed{seed}", ratios=args.ratios, seeds=(seed,))
+        _gowalla_table(args, work, steps_per_epoch)
+    if args.summarize_only:
+        _gowalla_table(args, work, steps_per_epoch)
+
+
+def _gowalla_table(args, work: Path, steps_per_epoch: int) -> None:
+    """Summarise every finished Gowalla run under ``work`` (seed folders may come from separate processes)."""
+    runs = pd.concat([pd.read_csv(f) for f in sorted(work.glob("seed*/runs.csv"))], ignore_index=True)
+    bpr = runs[runs["method"] == "mf/bpr/uniform"].set_index(["inject_noise", "seed"])["seconds_per_epoch"]
+    runs["time_ratio"] = [row.seconds_per_epoch / bpr.get((row.inject_noise, row.seed), np.nan)
+                          for row in runs.itertuples()]
+    table = summarize(runs)
+    notes = [
+        f"MF, dim 64, batch {args.batch_size}, fused row-wise Adagrad lr 0.05 (FBGEMM has no CPU AdamW), "
+        f"L2 1e-4 on the batch's embeddings, {args.epochs} epochs (the paper: 100 epochs, batch 2048, AdamW "
+        f"1e-3, 5 seeds; 2 shared CPU cores here). PLD: k=5, tau=0.1, {args.pld_warmup} warm-up epochs of BPR "
+        f"(paper: 5). T-CE: max drop 0.2 reached after {args.pld_warmup} epochs "
+        f"({args.pld_warmup * steps_per_epoch} steps; paper 30,000 steps at batch 1024). R-CE beta 0.25. "
+        "NBPO: flip_l2 0.1, flip_prior 0.1. Noise: per user floor(r |train_u|) random unobserved items, "
+        "training part only; test = the original clean LightGCN test split.",
+        "noisy_in_top20 / clean_in_top20: share of the injected / original training interactions ranked in "
+        "their user's top-20 (training items not masked). time_ratio: seconds per epoch / BPR's in the same "
+        f"run set (medians below). Seeds done: {sorted(set(runs['seed']))}.",
+        "", "Median seconds per epoch and ratio to mf/bpr/uniform over all runs:", "",
+        to_markdown(runs.groupby("method", sort=False).agg(
+            seconds_per_epoch=("seconds_per_epoch", "median"), time_ratio=("time_ratio", "median")
+        ).round(3).reset_index()),
+    ]
+    _write("pld-gowalla", table, runs, notes)
 
 
 def deca(args) -> None:
@@ -221,6 +230,7 @@ def main(argv=None) -> int:
     g.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.3, 0.5])
     g.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     g.add_argument("--lightgcn", action="store_true", help="also LightGCN (slow on 2 cores)")
+    g.add_argument("--summarize-only", action="store_true", help="only rebuild the table from finished runs")
     d = sub.add_parser("deca")
     d.add_argument("--epochs", type=int, default=40)
     d.add_argument("--batch-size", type=int, default=2048)
