@@ -72,7 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--train-prompts", type=int, default=None, help="use only this many training prompts")
     experiment.add_argument("--samples-per-prompt", type=int, default=None,
                             help="continuations sampled per training prompt (default 16)")
-    experiment.add_argument("--out", required=True, help="output folder (results.json, plot)")
+    experiment.add_argument("--shard", type=int, nargs=2, metavar=("J", "N"), default=(0, 1),
+                            help="run only cell J of every N (seed × flip-rate cells) so N processes share a grid; "
+                            "combine with benchmarks/rdpo_experiment.py or alignment.experiment.merge_results")
+    experiment.add_argument("--out", required=True, help="output folder (results.json, results.md, plot)")
 
     estimate = commands.add_parser("estimate-flip-rate", help="estimate the flip rate of preference data")
     estimate.add_argument("--data", required=True, help="annotated pairs (columns annotator1..K, PandaLM coding "
@@ -196,7 +199,7 @@ def _experiment(args) -> int:
         overrides["samples_per_train_prompt"] = args.samples_per_prompt
     settings = ExperimentSettings(**overrides)
     results = run_experiment(args.flip_rate, seeds=args.seeds, settings=settings, model_path=args.model,
-                             out_dir=args.out, progress=_say)
+                             out_dir=args.out, progress=_say, shard=tuple(args.shard))
     _say(results_table(results))
     for key, entry in results["results"].items():
         if "estimated_flip_rate" in entry:
@@ -226,7 +229,7 @@ def _read_table(path: str):
 
 
 def _estimate(args) -> int:
-    from robustrec.noise.flip_rate import flip_rate_from_scorer
+    from robustrec.noise import flip_rate_from_scorer
 
     from .data import load_preference_pairs
     from .flip_rate import annotation_columns, estimate_flip_rate, estimate_flip_rate_from_annotations, pandalm_codes

@@ -9,10 +9,21 @@ A miniature of the IMDb experiment of Chowdhury, Kini & Natarajan (ICML 2024, "P
    carry no preference and are left out (their number is recorded in ``ExperimentData.n_tied``).
 3. **Ground truth.** r = :func:`alignment.stories.sentiment_reward` (positive minus negative emotion words).
 4. **Preferences.** Bradley–Terry: a ≻ b with probability σ((r_a − r_b) / ``bt_temperature``), sampled once
-   per pair: the *clean* labels.
+   per pair: the *clean* labels. The default temperature 0.25 makes a one-word difference decisive
+   (σ(4) = 0.982; ≈ 1.5 % of the clean labels disagree with the reward, against ≈ 9 % at 0.5), so the
+   injected flips — the noise rDPO models — dominate the label noise, and the ``"auto"`` estimate, whose
+   scorer error on clean pairs is bounded below by that Bradley–Terry noise, stays tight.
 5. **Flips.** A share ε of the training labels is reversed with :func:`robustrec.noise.inject.flip_pairs`
-   (an exact count, seeded). A small extra set of pairs keeps its clean labels: the calibration set of the
-   ``"auto"`` flip-rate estimate (:func:`alignment.flip_rate.estimate_flip_rate`, scorer method).
+   (an exact count, seeded). A share ``calibration_fraction`` of the pairs keeps its clean labels and is never
+   trained on: the calibration set of the ``"auto"`` flip-rate estimate
+   (:func:`alignment.flip_rate.estimate_flip_rate`, scorer method, bag-of-words scorer fitted on the clean
+   pairs).
+
+Sizes (defaults of :class:`ExperimentSettings`): 100 training prompts × 64 samples = 3,200 candidate pairs, of
+which ≈ 1,780 are not tied; 30 % of them (≈ 530) are the clean calibration set, ≈ 1,250 are trained on. Sampling
+them takes ≈ 25 s on one idle core; the estimate of ε then has 95 % intervals ≈ ±0.04 at every ε in
+{0, …, 0.4} (with 16 samples per prompt and a scorer fitted on the noisy pairs: ±0.15 and no estimate at 0.4).
+Training is the cost: ``steps`` × ``batch_size`` pairs per run, independent of the number of pairs.
 6. **Methods.** :data:`METHODS`: DPO, cDPO(ε), rDPO(ε) with the true ε, rDPO with ε estimated ("auto");
    same steps, batch, learning rate and seed.
 7. **Evaluation** on the held-out prompts: mean true reward of continuations sampled from the trained
@@ -39,7 +50,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from robustrec.noise.inject import flip_pairs
+from robustrec.noise import flip_pairs
 
 from .generation import completion_logprobs, sample_continuations
 from .stories import STORY_OPENINGS, sentiment_reward
@@ -63,12 +74,12 @@ class ExperimentSettings:
 
     n_eval_prompts: int = 32
     n_train_prompts: int | None = None  # None: all the other openings
-    samples_per_train_prompt: int = 16
-    samples_per_eval_prompt: int = 8
-    eval_pair_samples_per_prompt: int = 8
-    calibration_fraction: float = 0.25
+    samples_per_train_prompt: int = 64
+    samples_per_eval_prompt: int = 16
+    eval_pair_samples_per_prompt: int = 16
+    calibration_fraction: float = 0.3
     max_new_tokens: int = 32
-    bt_temperature: float = 0.5
+    bt_temperature: float = 0.25
     steps: int = 40
     batch_size: int = 16
     learning_rate: float = 1e-3
@@ -275,97 +286,150 @@ def implicit_preference_accuracy(policy, reference, tokenizer, pairs: pd.DataFra
 def run_experiment(
     flip_rates: Sequence[float],
     *,
-    seeds: int = 3,
+    seeds: int | Sequence[int] = 3,
     settings: ExperimentSettings | None = None,
     model_path=None,
     out_dir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> dict:
-    """Run every method at every flip rate for ``seeds`` seeds; return (and write) the results.
+    """Run every method at every flip rate for each seed; return (and write) the results.
 
-    Returns a dict: ``settings``, ``reference`` (mean/std over seeds of π_ref's reward), ``runs`` (one record
-    per flip rate × seed × method) and ``results[str(ε)][method][metric] = {"mean", "std"}``, with
-    ``results[str(ε)]["estimated_flip_rate"] = {"mean", "std", "per_seed": [Estimate dicts]}``.
-    With ``out_dir``: writes ``results.json`` and, for several flip rates, ``reward_vs_flip_rate.png``.
+    Args:
+        seeds: a number K (seeds 0..K−1) or the seeds themselves.
+        shard: ``(j, n)``: run only the (seed, flip rate) cells whose index (seed-major order) is j modulo n, so
+            that n processes can share a grid; combine their results with :func:`merge_results`.
+        out_dir: where ``results.json`` (rewritten after every run, so an interrupted grid keeps what it
+            finished) and, for several flip rates, ``reward_vs_flip_rate.png`` go.
+
+    Returns a dict (see :func:`build_results`): ``settings``, ``reference`` (mean/std over seeds of π_ref's
+    reward), ``runs`` (one record per flip rate × seed × method) and
+    ``results[str(ε)][method][metric] = {"mean", "std"}``, with
+    ``results[str(ε)]["estimated_flip_rate"] = {"mean", "std", "ci_low", "ci_high", "per_seed": [...]}``.
     """
+    from .losses import check_flip_rate
     from .models import load_model
 
     settings = settings or ExperimentSettings()
     torch.set_num_threads(settings.num_threads)
     for rate in flip_rates:
-        from .losses import check_flip_rate
-
         check_flip_rate(rate)
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    index, n_shards = shard
+    if not 0 <= index < n_shards:
+        raise ValueError(f"shard must be (j, n) with 0 <= j < n; got {shard}")
+    cells = [(seed, float(rate)) for seed in seed_list for rate in flip_rates]
+    cells = [cell for i, cell in enumerate(cells) if i % n_shards == index]
     say = progress or (lambda message: logger.info(message))
     reference_model, tokenizer = load_model(model_path)
     runs: list[dict] = []
-    references: list[float] = []
-    estimates: dict[float, list[dict]] = {float(r): [] for r in flip_rates}
+    references: dict[str, float] = {}
     from tqdm.auto import tqdm
 
-    total = seeds * len(flip_rates) * len(settings.methods)
-    bar = tqdm(total=total, desc="experiment runs", disable=progress is not None)
-    for seed in range(seeds):
-        data = make_experiment_data(reference_model, tokenizer, settings, seed=seed)
-        references.append(data.reference_reward)
-        say(
-            f"seed {seed}: {len(data.train)} training pairs, {len(data.calibration)} clean calibration pairs, "
-            f"{len(data.eval_pairs)} held-out clean pairs, {data.n_tied} tied pairs left out, "
-            f"reference reward {data.reference_reward:.3f}"
-        )
-        for rate in flip_rates:
-            noisy, mask = inject_flips(data.train, rate, seed=seed + 1000)
-            for method in settings.methods:
-                loss, rate_spec = METHODS[method]
-                flip_rate = rate if rate_spec == "true" else rate_spec
-                started = time.perf_counter()
-                trainer, policy, reference, tok = train_policy(
-                    noisy,
-                    loss=loss,
-                    flip_rate=flip_rate,
-                    steps=settings.steps,
-                    batch_size=settings.batch_size,
-                    learning_rate=settings.learning_rate,
-                    beta=settings.beta,
-                    seed=seed,
-                    model_path=model_path,
-                    clean_pairs=data.calibration,
-                )
-                metrics = evaluate_policy(
-                    policy, reference, tok, data.eval_prompts, data.eval_pairs,
-                    beta=settings.beta, samples_per_prompt=settings.samples_per_eval_prompt,
-                    max_new_tokens=settings.max_new_tokens, seed=seed + 20_000,
-                )
-                record = {"flip_rate": float(rate), "seed": seed, "method": method, "loss": loss,
-                          "trained_flip_rate": float(trainer.flip_rate), **metrics,
-                          "seconds": time.perf_counter() - started,
-                          "realised_flip_rate": float(mask.mean()) if len(mask) else 0.0}
-                if trainer.flip_rate_estimate is not None:
-                    record["estimate"] = trainer.flip_rate_estimate.to_dict()
-                    estimates[float(rate)].append(trainer.flip_rate_estimate.to_dict())
-                runs.append(record)
-                say(f"ε={rate} seed={seed} {method}: " + ", ".join(f"{m}={metrics[m]:.3f}" for m in METRICS))
-                bar.update(1)
+    bar = tqdm(total=len(cells) * len(settings.methods), desc="experiment runs", disable=progress is not None)
+    data, data_seed = None, None
+    for seed, rate in cells:
+        if data_seed != seed:
+            data, data_seed = make_experiment_data(reference_model, tokenizer, settings, seed=seed), seed
+            references[str(seed)] = data.reference_reward
+            say(
+                f"seed {seed}: {len(data.train)} training pairs, {len(data.calibration)} clean calibration pairs, "
+                f"{len(data.eval_pairs)} held-out clean pairs, {data.n_tied} tied pairs left out, "
+                f"reference reward {data.reference_reward:.3f}"
+            )
+        noisy, mask = inject_flips(data.train, rate, seed=seed + 1000)
+        for method in settings.methods:
+            loss, rate_spec = METHODS[method]
+            flip_rate = rate if rate_spec == "true" else rate_spec
+            started = time.perf_counter()
+            trainer, policy, reference, tok = train_policy(
+                noisy,
+                loss=loss,
+                flip_rate=flip_rate,
+                steps=settings.steps,
+                batch_size=settings.batch_size,
+                learning_rate=settings.learning_rate,
+                beta=settings.beta,
+                seed=seed,
+                model_path=model_path,
+                clean_pairs=data.calibration,
+            )
+            metrics = evaluate_policy(
+                policy, reference, tok, data.eval_prompts, data.eval_pairs,
+                beta=settings.beta, samples_per_prompt=settings.samples_per_eval_prompt,
+                max_new_tokens=settings.max_new_tokens, seed=seed + 20_000,
+            )
+            record = {"flip_rate": rate, "seed": seed, "method": method, "loss": loss,
+                      "trained_flip_rate": float(trainer.flip_rate), **metrics,
+                      "seconds": time.perf_counter() - started,
+                      "realised_flip_rate": float(mask.mean()) if len(mask) else 0.0,
+                      "n_train": len(noisy), "n_calibration": len(data.calibration),
+                      "n_eval_pairs": len(data.eval_pairs)}
+            if trainer.flip_rate_estimate is not None:
+                record["estimate"] = trainer.flip_rate_estimate.to_dict()
+            runs.append(record)
+            say(f"ε={rate} seed={seed} {method}: " + ", ".join(f"{m}={metrics[m]:.3f}" for m in METRICS)
+                + (f", ε used {trainer.flip_rate:.3f}" if rate_spec == "auto" else "")
+                + f" ({record['seconds']:.0f} s)")
+            bar.update(1)
+            if out_dir is not None:
+                from .io import write_json_atomic
+
+                write_json_atomic(Path(out_dir) / "results.json",
+                                  build_results(runs, references, flip_rates, settings.methods, asdict(settings)))
     bar.close()
-    results = {
-        "settings": asdict(settings),
-        "seeds": seeds,
+    results = build_results(runs, references, flip_rates, settings.methods, asdict(settings))
+    if out_dir is not None:
+        write_outputs(results, out_dir)
+    return results
+
+
+def build_results(runs: list[dict], references: dict[str, float], flip_rates: Sequence[float],
+                  methods: Sequence[str], settings: dict) -> dict:
+    """The results dict of :func:`run_experiment` from its run records and per-seed reference rewards."""
+    seeds = sorted({int(r["seed"]) for r in runs} | {int(s) for s in references})
+    return {
+        "settings": settings,
+        "seeds": len(seeds),
+        "seed_list": seeds,
         "flip_rates": [float(r) for r in flip_rates],
-        "reference": {"reward": _mean_std(references)},
-        "results": _summarise(runs, flip_rates, settings.methods, estimates),
+        "reference": {"reward": _mean_std(list(references.values())) if references else None,
+                      "per_seed": references},
+        "results": _summarise(runs, flip_rates, methods),
         "runs": runs,
     }
-    if out_dir is not None:
-        from .io import write_json_atomic
 
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / "results.json", results)
-        if len(flip_rates) > 1:
-            from .plots import plot_reward_vs_flip_rate
 
-            plot_reward_vs_flip_rate(results, out / "reward_vs_flip_rate.png")
-    return results
+def merge_results(parts: Sequence[dict]) -> dict:
+    """Combine the results of several shards (or seeds) of the same grid into one results dict."""
+    if not parts:
+        raise ValueError("nothing to merge")
+    settings = parts[0]["settings"]
+    for part in parts[1:]:
+        if part["settings"] != settings:
+            raise ValueError("cannot merge results run with different settings")
+    runs = [run for part in parts for run in part["runs"]]
+    keys = [(r["seed"], r["flip_rate"], r["method"]) for r in runs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("the parts overlap: some (seed, flip rate, method) runs appear twice")
+    references = {k: v for part in parts for k, v in part["reference"]["per_seed"].items()}
+    flip_rates = sorted({float(r) for part in parts for r in part["flip_rates"]})
+    return build_results(runs, references, flip_rates, tuple(settings["methods"]), settings)
+
+
+def write_outputs(results: dict, out_dir: str | Path) -> Path:
+    """Write ``results.json``, ``results.md`` (:func:`results_markdown`) and, for several flip rates, the plot."""
+    from .io import write_json_atomic
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "results.json", results)
+    (out / "results.md").write_text(results_markdown(results) + "\n")
+    if len(results["flip_rates"]) > 1:
+        from .plots import plot_reward_vs_flip_rate
+
+        plot_reward_vs_flip_rate(results, out / "reward_vs_flip_rate.png")
+    return out
 
 
 def _mean_std(values: Sequence[float]) -> dict[str, float]:
@@ -373,16 +437,21 @@ def _mean_std(values: Sequence[float]) -> dict[str, float]:
     return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0}
 
 
-def _summarise(runs, flip_rates, methods, estimates) -> dict:
+def _summarise(runs, flip_rates, methods) -> dict:
     frame = pd.DataFrame(runs)
     summary: dict[str, dict] = {}
     for rate in flip_rates:
-        at_rate = frame[frame["flip_rate"] == float(rate)]
         entry: dict[str, dict] = {}
+        if frame.empty:
+            summary[str(float(rate))] = entry
+            continue
+        at_rate = frame[frame["flip_rate"] == float(rate)]
         for method in methods:
             rows = at_rate[at_rate["method"] == method]
-            entry[method] = {metric: _mean_std(rows[metric]) for metric in METRICS}
-        per_seed = estimates[float(rate)]
+            if len(rows):
+                entry[method] = {metric: _mean_std(rows[metric]) for metric in METRICS}
+        per_seed = [dict(r["estimate"], seed=r["seed"]) for r in runs
+                    if r["flip_rate"] == float(rate) and isinstance(r.get("estimate"), dict)]
         if per_seed:
             entry["estimated_flip_rate"] = {
                 **_mean_std([e["value"] for e in per_seed]),
@@ -395,7 +464,7 @@ def _summarise(runs, flip_rates, methods, estimates) -> dict:
 
 
 def results_table(results: dict) -> str:
-    """A Markdown table of the results: one row per flip rate and method."""
+    """A Markdown table of the results: one row per flip rate and method (mean ± std over seeds)."""
     lines = ["| ε | method | reward | KL | clean pref. acc. | ε used |", "|---|---|---|---|---|---|"]
     runs = pd.DataFrame(results["runs"])
     for key, entry in results["results"].items():
@@ -406,5 +475,41 @@ def results_table(results: dict) -> str:
             cells = [f"{metrics[m]['mean']:.3f} ± {metrics[m]['std']:.3f}" for m in METRICS]
             lines.append(f"| {key} | {method} | " + " | ".join(cells) + f" | {used:.3f} |")
     ref = results["reference"]["reward"]
-    lines.append(f"\nreference policy reward: {ref['mean']:.3f} ± {ref['std']:.3f}")
+    if ref is not None:
+        lines.append(f"\nreference policy reward: {ref['mean']:.3f} ± {ref['std']:.3f}")
     return "\n".join(lines)
+
+
+def estimates_table(results: dict) -> str:
+    """A Markdown table of the ``"auto"`` estimates of ε against the true ε (empty without rdpo_auto runs)."""
+    lines = ["| true ε | estimated ε (mean ± std over seeds) | mean 95% interval | per seed: value [interval] |",
+             "|---|---|---|---|"]
+    rows = 0
+    for key, entry in results["results"].items():
+        est = entry.get("estimated_flip_rate")
+        if est:
+            rows += 1
+            per_seed = "; ".join(f"{e['value']:.3f} [{e['ci_low']:.3f}, {e['ci_high']:.3f}]" for e in est["per_seed"])
+            lines.append(f"| {key} | {est['mean']:.3f} ± {est['std']:.3f} | [{est['ci_low']:.3f}, {est['ci_high']:.3f}] "
+                         f"| {per_seed} |")
+    return "\n".join(lines) if rows else ""
+
+
+def results_markdown(results: dict, command: str | None = None) -> str:
+    """results.md: the settings line, the results table and the estimate table."""
+    settings = results["settings"]
+    head = [f"# rDPO controlled experiment: {results['seeds']} seeds (mean ± std over seeds)", ""]
+    if command:
+        head += ["```", command, "```", ""]
+    head += [
+        f"steps {settings['steps']} × batch {settings['batch_size']}, lr {settings['learning_rate']}, "
+        f"β {settings['beta']}, Bradley–Terry temperature {settings['bt_temperature']}, "
+        f"{settings['samples_per_train_prompt']} samples per training prompt, calibration fraction "
+        f"{settings['calibration_fraction']}, {settings['max_new_tokens']} new tokens; seeds {results.get('seed_list')}",
+        "",
+    ]
+    parts = head + [results_table(results)]
+    estimates = estimates_table(results)
+    if estimates:
+        parts += ["", "## Estimated ε (rdpo_auto) against the true ε", "", estimates]
+    return "\n".join(parts)
