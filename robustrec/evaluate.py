@@ -22,13 +22,14 @@ def metric_key(metric: str, k: int) -> str:
     return f"{metric}@{k}"
 
 
-def _rows_dense(matrix: sp.csr_matrix, rows: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Boolean (len(rows), n_cols) tensor of the rows' observed entries."""
-    sub = matrix[rows]
-    dense = torch.zeros(sub.shape, dtype=torch.bool, device=device)
-    r = np.repeat(np.arange(sub.shape[0]), np.diff(sub.indptr))
-    dense[torch.from_numpy(r).to(device), torch.from_numpy(sub.indices.astype(np.int64)).to(device)] = True
-    return dense
+def _row_entries(matrix: sp.csr_matrix, rows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(position in ``rows``, column) index pairs of the observed entries of ``matrix[rows]``."""
+    starts, ends = matrix.indptr[rows], matrix.indptr[rows + 1]
+    lengths = ends - starts
+    position = np.repeat(np.arange(rows.size), lengths)
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    columns = matrix.indices[np.repeat(starts, lengths) + offsets].astype(np.int64)
+    return torch.from_numpy(position).to(device), torch.from_numpy(columns).to(device)
 
 
 def top_k_items(
@@ -46,7 +47,7 @@ def top_k_items(
     device = user_factors.device
     scores = user_factors[torch.from_numpy(users).to(device)] @ item_factors.T  # (b, n_items)
     if exclude is not None:
-        scores = scores.masked_fill(_rows_dense(exclude, users, device), float("-inf"))
+        scores.index_put_(_row_entries(exclude, users, device), torch.tensor(float("-inf"), dtype=scores.dtype, device=device))
     k = min(k, scores.shape[1])
     values, ids = torch.topk(scores, k, dim=1)
     return ids, values
@@ -90,7 +91,8 @@ def per_user_metrics(
         for start in range(0, users.size, batch_size):
             batch = users[start : start + batch_size]
             ids, _ = top_k_items(user_factors, item_factors, batch, max_k, exclude=train)
-            relevant = _rows_dense(test, batch, device)
+            relevant = torch.zeros(len(batch), train.shape[1], dtype=torch.bool, device=device)
+            relevant[_row_entries(test, batch, device)] = True
             hits = torch.gather(relevant, 1, ids).double()  # (b, max_k)
             n_rel = torch.from_numpy(n_test[batch]).to(device).double()
             first_hit = torch.where(hits.any(1), hits.argmax(1).double() + 1, torch.inf)
