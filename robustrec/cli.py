@@ -24,7 +24,7 @@ from robustrec.samplers import SAMPLERS
 from robustrec.training import TrainConfig
 
 # Modules adding a subcommand: each defines ``add_parser(commands)`` and ``run(args) -> int``.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("robustrec.compare",)
+SUBCOMMAND_MODULES: tuple[str, ...] = ("robustrec.compare", "robustrec.noise_cli")
 
 CHOICES = {"model": MODELS, "loss": LOSSES, "sampler": SAMPLERS, "optimizer": OPTIMIZERS, "format": FORMATS}
 # DataSpec fields exposed under another flag (``path`` is ``--data``) or shared (``seed``).
@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataclass_options(data_group, DataSpec, skip=("seed",), rename=DATA_FLAGS)
     train.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory to write")
     train.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    train.add_argument("--sharded", action="store_true",
+                       help="shard the tables across the ranks of `torchrun --nproc_per_node N` (gloo on CPU)")
 
     evaluate = commands.add_parser("evaluate", help="re-evaluate a saved run on its clean test set")
     evaluate.add_argument("run_dir", type=Path)
@@ -93,6 +95,25 @@ def _print_metrics(metrics: dict, as_json: bool) -> None:
         print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
 
 
+def _train_sharded(config: TrainConfig, spec, args: argparse.Namespace) -> int:
+    """One rank of ``torchrun ... -m robustrec train --sharded``: rank 0 writes RUN_DIR."""
+    import tempfile
+
+    import torch
+
+    from robustrec import distributed, runs
+
+    rank, world = distributed.init_from_env(torch.device(config.device))
+    with tempfile.TemporaryDirectory() as scratch:
+        out = args.out if rank == 0 else Path(scratch)
+        metrics = runs.train_run(config, spec, out, resume=args.resume, progress=not args.quiet and rank == 0,
+                                 plots=rank == 0, fit_fn=distributed.fit_sharded)
+    if rank == 0:
+        _print_metrics({**metrics, "ranks": world}, as_json=False)
+        print(f"wrote {args.out}/{runs.METRICS_FILE}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -102,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             config, spec = _split_args(args)
+            if args.sharded:
+                return _train_sharded(config, spec, args)
             metrics = runs.train_run(config, spec, args.out, resume=args.resume, progress=not args.quiet)
             _print_metrics(metrics, as_json=False)
             print(f"wrote {args.out}/{runs.METRICS_FILE}")

@@ -202,13 +202,14 @@ def noise_diagnostics(
 
 def train_run(
     config: TrainConfig, spec: DataSpec, run_dir: Path, *, resume: bool = False, progress: bool = True,
-    prepared: PreparedData | None = None, plots: bool = True,
+    prepared: PreparedData | None = None, plots: bool = True, fit_fn=fit,
 ) -> dict[str, float]:
     """Train, evaluate on the clean test part, and write the run directory. Returns metrics.json's content.
 
     ``prepared`` reuses data already built by :func:`prepare_data` from ``spec`` (e.g. by ``compare``).
     With a known-noise mask, metrics.json also holds :func:`noise_diagnostics` and ``plots`` writes the
-    clean-vs-noisy training-loss distributions (``loss_distribution.png``).
+    clean-vs-noisy training-loss distributions (``loss_distribution.png``). ``fit_fn`` trains the model
+    (:func:`robustrec.training.fit`, or :func:`robustrec.distributed.fit_sharded` under torchrun).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -223,7 +224,7 @@ def train_run(
             raise ValueError(f"{config_path} differs from the requested configuration; refusing to resume")
     checkpoint.save_json(resolved, config_path)
     validation = split.validation.matrix if split.validation is not None else None
-    result = fit(config, split.train.matrix, validation, run_dir=run_dir, resume=resume, progress=progress)
+    result = fit_fn(config, split.train.matrix, validation, run_dir=run_dir, resume=resume, progress=progress)
     checkpoint.save_torch(result.model.state_dict(), run_dir / MODEL_FILE)
     metrics = evaluate_model(result.model, split.train.matrix, split.test.matrix, config.ks)
     metrics.update(

@@ -58,3 +58,29 @@ def test_two_process_sharding_matches_unsharded_and_trains(tmp_path):
         margin_before = result["before"][:, :1] - result["before"][:, 1:]
         margin_after = result["after"][:, :1] - result["after"][:, 1:]
         assert margin_after.mean() > margin_before.mean()
+
+
+@pytest.mark.slow
+def test_cli_sharded_training_under_torchrun_matches_unsharded_quality(tmp_path):
+    """``torchrun --nproc_per_node 2 -m robustrec train --sharded`` trains as well as one process with the
+    same total batch (each of the 2 ranks takes half of it per step)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    common = ["--epochs", "4", "--synthetic-users", "800", "--synthetic-items", "300", "--dim", "16", "-q"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    sharded = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+         "-m", "robustrec", "-q", "train", "--sharded", "--batch-size", "1024", "--out", str(tmp_path / "sharded"),
+         *common[:-1]], capture_output=True, text=True, env=env, timeout=600)
+    assert sharded.returncode == 0, sharded.stderr[-3000:]
+    single = subprocess.run(
+        [sys.executable, "-m", "robustrec", "-q", "train", "--batch-size", "2048", "--out", str(tmp_path / "single"),
+         *common[:-1]], capture_output=True, text=True, env=env, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    got = json.loads((tmp_path / "sharded" / "metrics.json").read_text())
+    want = json.loads((tmp_path / "single" / "metrics.json").read_text())
+    assert got["epochs"] == 4
+    assert got["recall@20"] > 0.75 * want["recall@20"], (got["recall@20"], want["recall@20"])
