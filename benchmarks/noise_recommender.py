@@ -74,16 +74,19 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     t = time.perf_counter()
     rows: list[str] = []
-    if "synthetic" in args.only:
-        for r in (0.0, 0.2):
-            rows += rows_for(f"synthetic default, r = {r}", None, inject=r, args=args)
-    if "gowalla" in args.only:
-        users = args.gowalla_users or None
-        for r in (0.1, 0.3):
-            label = f"Gowalla{'' if users is None else f' ({users:,} sampled users)'}, injected r = {r}"
-            rows += rows_for(label, args.data / "gowalla", inject=r, max_users=users, args=args)
-    if "deca" in args.only:
-        rows += rows_for("ml-100k-deca, real noise (rating < 4)", args.data / "ml-100k-deca", fmt="deca", args=args)
+    for part in args.only:
+        if part == "synthetic":
+            for r in (0.0, 0.2):
+                rows += rows_for(f"synthetic default, r = {r}", None, inject=r, args=args)
+        elif part == "gowalla":
+            users = args.gowalla_users or None
+            for r in (0.1, 0.3):
+                label = f"Gowalla{'' if users is None else f' ({users:,} sampled users)'}, injected r = {r}"
+                rows += rows_for(label, args.data / "gowalla", inject=r, max_users=users, args=args)
+        elif part == "deca":
+            rows += rows_for("ml-100k-deca, real noise (rating < 4)", args.data / "ml-100k-deca", fmt="deca", args=args)
+        else:
+            raise SystemExit(f"unknown part {part!r}")
     head = (
         "| data, per-interaction loss | interactions | true share | estimate [95% CI] | estimator seconds | "
         "noise-score AUC | cross-fit seconds |\n|---|---|---|---|---|---|---|\n"

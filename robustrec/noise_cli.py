@@ -244,6 +244,7 @@ def cross_fitted_loss_kinds(
     dim: int = DEFAULT_DIM,
     n_negatives: int = DEFAULT_NEGATIVES,
     kinds: tuple[str, ...] = ("rank",),
+    batch_size: int | None = None,
     seed: int = 0,
     progress: bool = False,
     config_overrides: dict | None = None,
@@ -269,7 +270,8 @@ def cross_fitted_loss_kinds(
     negatives = sample_unobserved(matrix, users, n_negatives, rng)
     losses = {kind: np.empty(len(users)) for kind in kinds}
     # At least ~100 optimizer steps per epoch: small logs get small batches (TrainConfig's 4096 is for big ones).
-    batch_size = int(min(4096, max(128, 2 ** math.floor(math.log2(max(len(users), 1) / 100)))))
+    if batch_size is None:
+        batch_size = int(min(4096, max(128, 2 ** math.floor(math.log2(max(len(users), 1) / 100)))))
     settings = dict(model="mf", loss="bpr", sampler="uniform", dim=dim, epochs=epochs, eval_every=0, seed=seed,
                     batch_size=batch_size)
     settings.update(config_overrides or {})
@@ -349,6 +351,7 @@ def analyse(
     dim: int = DEFAULT_DIM,
     n_negatives: int = DEFAULT_NEGATIVES,
     loss: str = "rank",
+    batch_size: int | None = None,
     n_resamples: int = 200,
     seed: int = 0,
     progress: bool = False,
@@ -359,7 +362,7 @@ def analyse(
     tic = time.perf_counter()
     losses = cross_fitted_losses(
         data.log.matrix, n_folds=n_folds, epochs=epochs, dim=dim, n_negatives=n_negatives, loss=loss, seed=seed,
-        progress=progress,
+        batch_size=batch_size, progress=progress,
     )
     est = noisy_share(losses, data.users, n_resamples=n_resamples, seed=seed)
     scores = noise_scores(losses, data.users)
@@ -433,6 +436,8 @@ def add_parser(commands) -> None:
     common.add_argument("--loss", default="rank", choices=LOSS_KINDS,
                         help="per-interaction loss: rank = probit of the share of sampled unobserved items scored "
                              "above it (default); bpr = their mean BPR loss")
+    common.add_argument("--batch-size", type=_positive_int, default=None,
+                        help="training batch size (default: about 1/100 of a fold's interactions, 128..4096)")
     common.add_argument("--resamples", type=_positive_int, default=200, help="bootstrap resamples of the interval")
     common.add_argument("--max-users", type=_positive_int, default=None,
                         help="subsample this many users (all their interactions) for speed")
@@ -476,7 +481,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{data.source}: {len(data.users)} interactions are too few to estimate a noisy share (>= 20)")
     analysis = analyse(
         data, n_folds=args.folds, epochs=args.epochs, dim=args.dim, n_negatives=args.negatives,
-        loss=args.loss, n_resamples=args.resamples, seed=args.seed, progress=not quiet,
+        loss=args.loss, batch_size=args.batch_size, n_resamples=args.resamples, seed=args.seed, progress=not quiet,
     )
     summary = analysis.summary()
     if args.noise_command == "flag":
