@@ -133,7 +133,7 @@ def implicit_table(*, n_resamples: int, seed: int) -> str:
         sim = simulate_user_losses(1000, share, seed=seed)
         rows.append(implicit_rows(f"simulated losses, 1,000 users, share {share}", sim.losses, sim.users, sim.is_noise,
                                   n_resamples=n_resamples, seed=seed))
-    return head + "\n".join(rows) + "\n\n(Gowalla r ∈ {0.1, 0.3} and ml-100k-deca rows: pending per-interaction losses from a trained recommender; see implicit_rows.)\n"
+    return head + "\n".join(rows) + "\n\n(Gowalla r ∈ {0.1, 0.3} and ml-100k-deca rows need a trained recommender: benchmarks/noise_recommender.py, which calls implicit_rows with cross-fitted losses; results in benchmarks/results/noise_estimates.md.)\n"
 
 
 def main(argv: list[str] | None = None) -> None:
