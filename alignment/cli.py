@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--methods", nargs="+", default=None, help="subset of dpo cdpo rdpo rdpo_auto")
     experiment.add_argument("--model", default="default")
     experiment.add_argument("--train-prompts", type=int, default=None, help="use only this many training prompts")
+    experiment.add_argument("--eval-prompts", type=int, default=None, help="held-out prompts (default 32)")
+    experiment.add_argument("--eval-samples", type=int, default=None,
+                            help="samples per held-out prompt, for the reward/KL and for the clean pairs (default 16)")
     experiment.add_argument("--samples-per-prompt", type=int, default=None,
                             help="continuations sampled per training prompt (default 16)")
     experiment.add_argument("--shard", type=int, nargs=2, metavar=("J", "N"), default=(0, 1),
@@ -197,6 +200,10 @@ def _experiment(args) -> int:
         overrides["n_train_prompts"] = args.train_prompts
     if args.samples_per_prompt is not None:
         overrides["samples_per_train_prompt"] = args.samples_per_prompt
+    if args.eval_prompts is not None:
+        overrides["n_eval_prompts"] = args.eval_prompts
+    if args.eval_samples is not None:
+        overrides["samples_per_eval_prompt"] = overrides["eval_pair_samples_per_prompt"] = args.eval_samples
     settings = ExperimentSettings(**overrides)
     results = run_experiment(args.flip_rate, seeds=args.seeds, settings=settings, model_path=args.model,
                              out_dir=args.out, progress=_say, shard=tuple(args.shard))

@@ -26,6 +26,22 @@ from pathlib import Path
 from alignment.experiment import ExperimentSettings, merge_results, results_markdown, write_outputs
 
 
+def complete_seeds_only(part: dict, parts: list[dict]) -> dict:
+    """``part`` without the runs of seeds that not every (flip rate, method) cell of the grid has finished
+    (an interrupted grid: report whole seeds only)."""
+    methods = part["settings"]["methods"]
+    rates = part["flip_rates"]
+    done = {(r["seed"], r["flip_rate"], r["method"]) for p in parts for r in p["runs"]}
+    seeds = {r["seed"] for p in parts for r in p["runs"]}
+    complete = {s for s in seeds if all((s, float(e), m) in done for e in rates for m in methods)}
+    dropped = sorted(seeds - complete)
+    if dropped:
+        print(f"leaving out the unfinished seeds {dropped}", flush=True)
+    runs = [r for r in part["runs"] if r["seed"] in complete]
+    references = {k: v for k, v in part["reference"]["per_seed"].items() if int(k) in complete}
+    return {**part, "runs": runs, "reference": {**part["reference"], "per_seed": references}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flip-rates", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3, 0.4])
@@ -57,6 +73,7 @@ def main() -> None:
             log.close()
         print(f"grid finished in {(time.perf_counter() - started) / 60:.1f} min, exit codes {codes}", flush=True)
     parts = [json.loads((d / "results.json").read_text()) for d in shard_dirs if (d / "results.json").is_file()]
+    parts = [complete_seeds_only(part, parts) for part in parts]
     results = merge_results(parts)
     write_outputs(results, out)
     text = results_markdown(results, shlex.join(command))

@@ -65,13 +65,19 @@ def test_estimate_flip_rate_pandalm(shared_data, capsys):
 def test_experiment_in_miniature(tmp_path):
     out = tmp_path / "exp"
     assert main(["experiment", "--flip-rate", "0", "0.2", "--seeds", "1", "--steps", "2", "--train-prompts", "40",
-                 "--samples-per-prompt", "8", "--methods", "dpo", "cdpo", "rdpo",
+                 "--samples-per-prompt", "32", "--eval-prompts", "12", "--eval-samples", "8",
                  "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert set(results["results"]) == {"0.0", "0.2"}
     for entry in results["results"].values():
-        assert {"dpo", "cdpo", "rdpo"} <= set(entry)
+        assert {"dpo", "cdpo", "rdpo", "rdpo_auto", "estimated_flip_rate"} <= set(entry)
         assert set(entry["dpo"]) == {"reward", "kl", "clean_pref_accuracy"}
     assert (out / "reward_vs_flip_rate.png").stat().st_size > 1000
+    assert "| 0.2 | rdpo |" in (out / "results.md").read_text()
+    assert results["settings"]["n_eval_prompts"] == 12
     rdpo = [r for r in results["runs"] if r["method"] == "rdpo" and r["flip_rate"] == 0.2]
     assert rdpo[0]["trained_flip_rate"] == 0.2
+    auto = [r for r in results["runs"] if r["method"] == "rdpo_auto" and r["flip_rate"] == 0.2][0]
+    assert auto["estimate"]["method"] == "scorer" and auto["trained_flip_rate"] == auto["estimate"]["value"]
+    # ~130 training pairs: the estimate runs but is rough; its accuracy is tested in test_flip_rate.py
+    assert auto["estimate"]["ci_low"] <= auto["trained_flip_rate"] <= auto["estimate"]["ci_high"] <= 0.5
