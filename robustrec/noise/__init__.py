@@ -5,7 +5,8 @@ options keyword-only; every estimator returns an :class:`Estimate` (value, boots
 
 - :mod:`.confident_learning`: Northcutt et al. (JAIR 2021) thresholds, confident joint, joint, noise matrix.
 - :mod:`.flip_rate`: flip rate ε of preference pairs (agreement, Dawid–Skene, scorer, confident learning).
-- :mod:`.implicit`: noisy share of observed positives (per-user loss mixture), PU label frequency.
+- :mod:`.implicit`: noisy share of observed positives (Storey's π0 on p-values; per-user loss mixture), PU label
+  frequency.
 - :mod:`.inject`: flips and PLD-style added interactions with the injected mask kept.
 """
 
@@ -42,13 +43,16 @@ from .flip_rate import (
     preference_codes,
 )
 from .implicit import (
+    STOREY_LAMBDAS,
     VALUE_KINDS,
     LossMixture,
     fit_loss_mixture,
     hidden_positive_share,
     label_frequency,
     noise_scores,
+    noise_scores_from_pvalues,
     noisy_share,
+    noisy_share_from_pvalues,
 )
 from .inject import (
     FlippedLabels,
@@ -103,6 +107,9 @@ __all__ = [
     "noise_scores",
     "label_frequency",
     "hidden_positive_share",
+    "STOREY_LAMBDAS",
+    "noisy_share_from_pvalues",
+    "noise_scores_from_pvalues",
     # injection
     "FlippedLabels",
     "InjectedInteractions",
