@@ -1,21 +1,28 @@
 """``python -m robustrec noise {estimate,flag}``: how much of a log is noise, and which interactions.
 
-    python -m robustrec noise estimate --data ../shared/data/gowalla --inject-noise 0.1 --epochs 10 --json
+    python -m robustrec noise estimate --data ../shared/data/gowalla --inject-noise 0.1 --json
     python -m robustrec noise flag --data ../shared/data/ml-100k-deca --out flagged.csv --drop-share auto
 
 The training part of the split is "the log" (with no ``--data``, the embedded synthetic default). With
 ``--inject-noise R`` PLD's protocol (:func:`robustrec.noise.add_random_interactions`) first adds
 ``floor(R·|log_u|)`` random unobserved items per user and keeps the mask, so the estimate can be checked.
 
-Every interaction gets an *out-of-sample* loss by cross-fitting (:func:`cross_fitted_losses`): each user's
-interactions are dealt into ``--folds`` folds; for each fold an MF-BPR model (:func:`robustrec.training.fit`)
-trains on the other folds and scores the held-out fold. The loss of an interaction (u, i) compares its score with
-those of ``--negatives`` uniformly drawn items j the user never interacted with: by default (``--loss rank``) the
-probit of the (randomised) share of them scored above it — exactly N(0, 1) for a random injected item, lower
-for genuine ones (:func:`interaction_losses`); ``--loss bpr`` takes their mean BPR loss ``softplus(s_uj − s_ui)``.
-:func:`robustrec.noise.noisy_share` fits its per-user clean/noisy mixture to these losses (PLD, WWW 2025,
-section 3: noise stands out in the user's own loss distribution) and gives the share with a cluster-bootstrap
-interval; :func:`robustrec.noise.noise_scores` ranks the interactions for ``flag``.
+Every interaction gets an *out-of-sample* score by cross-fitting (:func:`cross_fitted_losses`): each user's
+interactions are dealt into ``--folds`` folds (default 5); for each fold an MF-BPR model
+(:func:`robustrec.training.fit`: dim 64, fused row-wise Adagrad lr 0.05, l2 3e-4, 40 epochs by default) trains
+on the other folds and scores the held-out fold. An interaction (u, i) is compared with ``--negatives`` uniformly
+drawn items j the user never interacted with: its p-value is the randomised share of them scored above it,
+``(k + U)/(m + 1)`` — exactly Uniform(0, 1) for a random injected item (exchangeable with the sampled ones),
+near 0 for genuine ones (:func:`interaction_losses`).
+
+``--method storey`` (default): the noisy share is the null proportion π0 of these p-values,
+:func:`robustrec.noise.noisy_share_from_pvalues` (Storey 2002, λ by bootstrap MSE, users resampled whole for
+the interval; conservative by the share of genuine interactions with p > λ, small for a well-trained model);
+:func:`robustrec.noise.noise_scores_from_pvalues` (local false discovery rate) ranks the interactions for ``flag``.
+``--method mixture``: :func:`robustrec.noise.noisy_share` fits its per-user clean/noisy mixture (PLD, WWW 2025,
+section 3) to per-interaction losses — ``--loss rank`` = Φ⁻¹(p), ``--loss bpr`` = mean ``softplus(s_uj − s_ui)``
+— and :func:`robustrec.noise.noise_scores` ranks. Only noise exchangeable with unobserved items is identified:
+real noise on on-taste items (DeCA's low ratings) looks genuine and is not counted.
 
 ``flag`` writes FILE (CSV ``user,item,noise_score,rank[,is_injected][,is_known_noise]``, raw ids, most suspicious
 first) and a cleaned log (CSV ``user,item``, default ``FILE`` with ``.clean.csv``) without the top ones:
@@ -41,10 +48,12 @@ import scipy.sparse as sp
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FOLDS = 2
-DEFAULT_EPOCHS = 10
+DEFAULT_FOLDS = 5
+DEFAULT_EPOCHS = 40
 DEFAULT_NEGATIVES = 100
-DEFAULT_DIM = 32
+DEFAULT_DIM = 64
+DEFAULT_LR = 0.05
+DEFAULT_L2 = 3e-4
 
 
 # ====================================================================== data
@@ -191,6 +200,14 @@ LOSS_KINDS = ("rank", "bpr")
 """Per-interaction losses: ``rank`` (default) = probit of the randomised share of sampled unobserved items scored
 above the interaction; ``bpr`` = mean softplus(s_uj − s_ui) over the sampled items."""
 
+PVALUE = "pvalue"
+"""The kind of :func:`interaction_losses` that gives the p-value itself: the randomised share of sampled unobserved
+items scored above the interaction, ``(k + U) / (m + 1)``; ``rank`` is its probit."""
+
+METHODS = ("storey", "mixture")
+"""Estimators: ``storey`` (default) = :func:`robustrec.noise.noisy_share_from_pvalues` on the p-values;
+``mixture`` = :func:`robustrec.noise.noisy_share`, the per-user loss mixture, on ``--loss`` losses."""
+
 
 def interaction_losses(
     user_factors: np.ndarray, item_factors: np.ndarray, users: np.ndarray, items: np.ndarray, negatives: np.ndarray,
@@ -198,15 +215,16 @@ def interaction_losses(
 ) -> np.ndarray:
     """(n,) loss of each interaction (u, i) against its (n, m) sampled unobserved items j; high = suspicious.
 
-    ``kind="rank"``: with k = #{j : s_uj > s_ui} (ties split at random), ``Φ⁻¹((k + U) / (m + 1))``, U ~ U(0, 1).
-    An injected interaction is a uniformly random unobserved item, exchangeable with the sampled ones, so its k
-    is uniform on {0..m} and its loss is exactly N(0, 1) whatever the model (a randomised probability integral
-    transform); genuine interactions sit lower. ``kind="bpr"``: mean over j of softplus(s_uj − s_ui).
+    ``kind="pvalue"``: with k = #{j : s_uj > s_ui} (ties split at random), ``p = (k + U) / (m + 1)``,
+    U ~ U(0, 1). An injected interaction is a uniformly random unobserved item, exchangeable with the sampled
+    ones, so its k is uniform on {0..m} and its p is exactly Uniform(0, 1) whatever the model (a randomised
+    probability integral transform); genuine interactions sit lower. ``kind="rank"``: ``Φ⁻¹(p)``, exactly
+    N(0, 1) for a random item. ``kind="bpr"``: mean over j of softplus(s_uj − s_ui).
     """
     from scipy.special import ndtri
 
-    if kind not in LOSS_KINDS:
-        raise ValueError(f"loss kind must be one of {LOSS_KINDS}; got {kind!r}")
+    if kind not in (*LOSS_KINDS, PVALUE):
+        raise ValueError(f"loss kind must be one of {(*LOSS_KINDS, PVALUE)}; got {kind!r}")
     rng = rng if rng is not None else np.random.default_rng(0)
     m = negatives.shape[1]
     out = np.empty(len(users))
@@ -220,7 +238,8 @@ def interaction_losses(
             out[sl] = np.logaddexp(0.0, diff.astype(np.float64)).mean(axis=1)
         else:
             above = (diff > 0).sum(axis=1) + rng.binomial((diff == 0).sum(axis=1), 0.5)
-            out[sl] = ndtri((above + rng.random(len(above))) / (m + 1))
+            p = (above + rng.random(len(above))) / (m + 1)
+            out[sl] = p if kind == PVALUE else ndtri(p)
     return out
 
 
@@ -245,11 +264,17 @@ def cross_fitted_loss_kinds(
     n_negatives: int = DEFAULT_NEGATIVES,
     kinds: tuple[str, ...] = ("rank",),
     batch_size: int | None = None,
+    lr: float = DEFAULT_LR,
+    l2: float = DEFAULT_L2,
     seed: int = 0,
     progress: bool = False,
     config_overrides: dict | None = None,
 ) -> dict[str, np.ndarray]:
-    """Like :func:`cross_fitted_losses` for several loss kinds from the same cross-fitted models and negatives."""
+    """Like :func:`cross_fitted_losses` for several loss kinds from the same cross-fitted models and negatives.
+
+    ``kinds`` may include ``"pvalue"`` (:data:`PVALUE`); ``lr``, ``l2`` go to the fused row-wise Adagrad of
+    :class:`robustrec.training.TrainConfig`; ``config_overrides`` override any other ``TrainConfig`` field.
+    """
     import torch
 
     from robustrec.training import TrainConfig, fit
@@ -259,8 +284,8 @@ def cross_fitted_loss_kinds(
     if n_negatives < 1:
         raise ValueError(f"--negatives must be >= 1, got {n_negatives}")
     for loss in kinds:
-        if loss not in LOSS_KINDS:
-            raise ValueError(f"loss kind must be one of {LOSS_KINDS}; got {loss!r}")
+        if loss not in (*LOSS_KINDS, PVALUE):
+            raise ValueError(f"loss kind must be one of {(*LOSS_KINDS, PVALUE)}; got {loss!r}")
     matrix = sp.csr_matrix(matrix)
     n_users, n_items = matrix.shape
     users = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(matrix.indptr))
@@ -273,7 +298,7 @@ def cross_fitted_loss_kinds(
     if batch_size is None:
         batch_size = int(min(4096, max(128, 2 ** math.floor(math.log2(max(len(users), 1) / 100)))))
     settings = dict(model="mf", loss="bpr", sampler="uniform", dim=dim, epochs=epochs, eval_every=0, seed=seed,
-                    batch_size=batch_size)
+                    batch_size=batch_size, lr=lr, l2=l2)
     settings.update(config_overrides or {})
     for k in range(n_folds):
         held = fold == k
@@ -351,22 +376,42 @@ def analyse(
     dim: int = DEFAULT_DIM,
     n_negatives: int = DEFAULT_NEGATIVES,
     loss: str = "rank",
+    method: str = "storey",
     batch_size: int | None = None,
+    lr: float = DEFAULT_LR,
+    l2: float = DEFAULT_L2,
     n_resamples: int = 200,
     seed: int = 0,
     progress: bool = False,
 ) -> NoiseAnalysis:
-    """Cross-fitted losses → :func:`~robustrec.noise.noisy_share` and :func:`~robustrec.noise.noise_scores`."""
-    from robustrec.noise import noise_scores, noisy_share
+    """Cross-fitted p-values or losses → the noisy share with its interval, and per-interaction noise scores.
 
+    ``method="storey"`` (default): p-values (:data:`PVALUE`) → :func:`~robustrec.noise.noisy_share_from_pvalues`
+    (users resampled whole for the interval) and :func:`~robustrec.noise.noise_scores_from_pvalues`; the stored
+    losses are the ``rank`` losses Φ⁻¹(p) (``loss`` is ignored). ``method="mixture"``: ``loss`` losses →
+    :func:`~robustrec.noise.noisy_share` and :func:`~robustrec.noise.noise_scores`.
+    """
+    from scipy.special import ndtri
+
+    from robustrec.noise import noise_scores, noise_scores_from_pvalues, noisy_share, noisy_share_from_pvalues
+
+    if method not in METHODS:
+        raise ValueError(f"--method must be one of {METHODS}; got {method!r}")
     tic = time.perf_counter()
-    losses = cross_fitted_losses(
-        data.log.matrix, n_folds=n_folds, epochs=epochs, dim=dim, n_negatives=n_negatives, loss=loss, seed=seed,
-        batch_size=batch_size, progress=progress,
-    )
-    est = noisy_share(losses, data.users, n_resamples=n_resamples, seed=seed)
-    scores = noise_scores(losses, data.users)
-    settings = dict(folds=n_folds, epochs=epochs, dim=dim, negatives=n_negatives, loss=loss, seed=seed)
+    train = dict(n_folds=n_folds, epochs=epochs, dim=dim, n_negatives=n_negatives, seed=seed, batch_size=batch_size,
+                 lr=lr, l2=l2, progress=progress)
+    if method == "storey":
+        p = cross_fitted_losses(data.log.matrix, loss=PVALUE, **train)
+        est = noisy_share_from_pvalues(p, users=data.users, n_resamples=n_resamples, seed=seed)
+        scores = noise_scores_from_pvalues(p, pi0=est.value)
+        losses = ndtri(p)
+        loss = "rank"
+    else:
+        losses = cross_fitted_losses(data.log.matrix, loss=loss, **train)
+        est = noisy_share(losses, data.users, n_resamples=n_resamples, seed=seed)
+        scores = noise_scores(losses, data.users)
+    settings = dict(folds=n_folds, epochs=epochs, dim=dim, negatives=n_negatives, loss=loss, estimator=method,
+                    lr=lr, l2=l2, seed=seed)
     return NoiseAnalysis(data, losses, scores, est, time.perf_counter() - tic, settings)
 
 
@@ -433,9 +478,14 @@ def add_parser(commands) -> None:
     common.add_argument("--dim", type=_positive_int, default=DEFAULT_DIM, help="embedding dimension (multiple of 4)")
     common.add_argument("--negatives", type=_positive_int, default=DEFAULT_NEGATIVES,
                         help="sampled unobserved items per interaction in its loss")
+    common.add_argument("--method", default="storey", choices=METHODS,
+                        help="storey (default): Storey's null proportion of the p-values (share of sampled "
+                             "unobserved items scored above each interaction); mixture: per-user loss mixture")
     common.add_argument("--loss", default="rank", choices=LOSS_KINDS,
-                        help="per-interaction loss: rank = probit of the share of sampled unobserved items scored "
-                             "above it (default); bpr = their mean BPR loss")
+                        help="--method mixture's per-interaction loss: rank = probit of the share of sampled "
+                             "unobserved items scored above it (default); bpr = their mean BPR loss")
+    common.add_argument("--lr", type=float, default=DEFAULT_LR, help="learning rate of the fused row-wise Adagrad")
+    common.add_argument("--l2", type=float, default=DEFAULT_L2, help="L2 weight on the batch's embeddings")
     common.add_argument("--batch-size", type=_positive_int, default=None,
                         help="training batch size (default: about 1/100 of a fold's interactions, 128..4096)")
     common.add_argument("--resamples", type=_positive_int, default=200, help="bootstrap resamples of the interval")
@@ -481,7 +531,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{data.source}: {len(data.users)} interactions are too few to estimate a noisy share (>= 20)")
     analysis = analyse(
         data, n_folds=args.folds, epochs=args.epochs, dim=args.dim, n_negatives=args.negatives,
-        loss=args.loss, batch_size=args.batch_size, n_resamples=args.resamples, seed=args.seed, progress=not quiet,
+        loss=args.loss, method=args.method, batch_size=args.batch_size, lr=args.lr, l2=args.l2,
+        n_resamples=args.resamples, seed=args.seed, progress=not quiet,
     )
     summary = analysis.summary()
     if args.noise_command == "flag":
@@ -512,7 +563,8 @@ def run(args: argparse.Namespace) -> int:
     e = analysis.estimate
     print(f"data: {data.source}: {summary['n_interactions']:,} interactions of {summary['n_users']:,} users")
     print(f"estimated noisy share: {e.value:.3f}  [{e.ci_low:.3f}, {e.ci_high:.3f}] "
-          f"({e.confidence:.0%} interval, {e.method}, {args.folds}-fold cross-fitted MF-BPR losses)")
+          f"({e.confidence:.0%} interval, {e.method}, {args.folds}-fold cross-fitted MF-BPR "
+          f"{'p-values' if args.method == 'storey' else args.loss + ' losses'})")
     if "injected_share" in summary:
         print(f"injected share:        {summary['injected_share']:.3f}  (noise-score AUC {summary['injected_auc']:.3f})")
     if "known_noisy_share" in summary:

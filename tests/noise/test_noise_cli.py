@@ -1,7 +1,7 @@
 """``python -m robustrec noise {estimate,flag}`` end to end on small synthetic logs, and its glue.
 
-Runs are tiny (synthetic default at 400 users × 300 items, 2 folds, 5 epochs) so the file stays under 90 s on
-2 shared cores. A model that small is weak (noise-score AUC ≈ 0.6), and the noisy-share *estimate* is only as
+Runs are tiny (synthetic default at 400 users × 300 items, 2 folds, 5 epochs, dim 32 — the CLI's defaults of 5
+folds × 40 epochs × dim 64 are for real logs) so the file stays under 90 s on 2 shared cores. A model that small is weak (noise-score AUC ≈ 0.6), and the noisy-share *estimate* is only as
 good as the cross-fitted model (see benchmarks/results/noise_estimates.md for real-size numbers), so these
 tests check the plumbing and the ranking, not the estimate's accuracy: JSON keys, injected share = injected /
 all, files written and ranked, cleaned log smaller by exactly the stated count, and injected interactions
@@ -17,8 +17,8 @@ import pytest
 from robustrec.cli import main
 from robustrec.noise_cli import fold_assignment, interaction_losses, sample_unobserved
 
-SMALL = ["--synthetic-users", "400", "--synthetic-items", "300", "--epochs", "5", "--batch-size", "512",
-         "--resamples", "10"]
+SMALL = ["--synthetic-users", "400", "--synthetic-items", "300", "--folds", "2", "--epochs", "5", "--dim", "32",
+         "--batch-size", "512", "--resamples", "10"]
 
 
 def _json(capsys, argv):
@@ -62,6 +62,21 @@ def test_tiny_model_still_ranks_injected_items_above_chance(estimates):
     assert estimates["0.5"]["injected_auc"] > 0.55
 
 
+def test_default_method_is_storey_and_conservative(estimates):
+    inj, clean = estimates["0.5"], estimates["0"]
+    assert inj["estimator"] == "storey" and inj["method"].startswith("storey_pi0(lambda=")
+    assert 0.0 <= clean["noisy_share"] <= inj["noisy_share"] <= 1.0
+    # Storey's π0 is biased up (a weak tiny model leaves genuine interactions looking random), never down
+    # beyond sampling error: the injected share is at most a little above the upper bound.
+    assert inj["ci_high"] >= inj["injected_share"] - 0.05
+
+
+def test_mixture_method_still_available(capsys):
+    res = _json(capsys, ["noise", "estimate", "--json", "--method", "mixture", "--inject-noise", "0.3", *SMALL])
+    assert res["estimator"] == "mixture" and res["method"] == "loss_mixture"
+    assert res["ci_low"] <= res["noisy_share"] <= res["ci_high"]
+
+
 def test_flag_writes_ranked_file_and_cleaned_log(tmp_path, capsys):
     out = tmp_path / "flag.csv"
     res = _json(capsys, ["noise", "flag", "--json", "--inject-noise", "0.5", "--drop-top", "0.1", "--out", str(out),
@@ -91,7 +106,8 @@ def test_flag_writes_ranked_file_and_cleaned_log(tmp_path, capsys):
 def test_flag_auto_drops_estimated_share(tmp_path, capsys):
     out = tmp_path / "f.csv"
     res = _json(capsys, ["noise", "flag", "--json", "--out", str(out), "--clean-out", str(tmp_path / "c.csv"),
-                         "--synthetic-users", "300", "--synthetic-items", "200", "--epochs", "3", "--resamples", "5"])
+                         "--synthetic-users", "300", "--synthetic-items", "200", "--folds", "2", "--epochs", "3", "--dim", "32",
+                         "--resamples", "5"])
     assert res["n_dropped"] == round(res["noisy_share"] * res["n_interactions"])
     assert len(pd.read_csv(tmp_path / "c.csv")) == res["n_interactions"] - res["n_dropped"]
 
@@ -103,7 +119,8 @@ def test_known_noise_from_deca_ratings(tmp_path, capsys):
     d.mkdir()
     (d / "x.train.rating").write_text("".join(f"{u}\t{i}\t{r}\n" for u, i, r in rows))
     (d / "x.test.negative").write_text("1\t1\t5\n")
-    res = _json(capsys, ["noise", "estimate", "--json", "--data", str(d), "--epochs", "2", "--resamples", "5"])
+    res = _json(capsys, ["noise", "estimate", "--json", "--data", str(d), "--folds", "2", "--epochs", "2", "--dim", "32",
+                         "--resamples", "5"])
     truth = np.mean([r < 4 for _, _, r in rows])
     assert res["known_noisy_share"] == pytest.approx(truth)
     assert "known_noise_auc" in res and "injected_share" not in res
@@ -152,6 +169,20 @@ def test_sampled_negatives_are_unobserved():
     users = np.repeat(np.arange(30), 5)
     neg = sample_unobserved(m, users, 20, np.random.default_rng(0))
     assert not m.toarray()[users[:, None], neg].any()
+
+
+def test_pvalues_of_random_items_are_uniform_and_rank_is_their_probit():
+    from scipy.special import ndtri
+    from scipy.stats import kstest
+
+    rng = np.random.default_rng(1)
+    uf, itf = rng.standard_normal((50, 8)), rng.standard_normal((300, 8))
+    users, items = rng.integers(0, 50, 5000), rng.integers(0, 300, 5000)
+    neg = rng.integers(0, 300, (5000, 20))
+    p = interaction_losses(uf, itf, users, items, neg, kind="pvalue", rng=np.random.default_rng(2))
+    assert kstest(p, "uniform").pvalue > 0.01
+    z = interaction_losses(uf, itf, users, items, neg, kind="rank", rng=np.random.default_rng(2))
+    np.testing.assert_allclose(z, ndtri(p))
 
 
 def test_rank_loss_of_random_items_is_standard_normal():
