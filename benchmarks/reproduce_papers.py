@@ -129,7 +129,7 @@ def pld_gowalla(args) -> None:
     named = [(method_name(c), c) for c in configs]
     work = Path(args.work) / "pld-gowalla"
     for seed in ([] if args.summarize_only else args.seeds):  # one seed over every ratio first
-        compare_runs(named, spec, work / f"seed{seed}", ratios=args.ratios, seeds=(seed,))
+        compare_runs(named, spec, work / f"seed{seed}{args.tag}", ratios=args.ratios, seeds=(seed,))
         _gowalla_table(args, work, steps_per_epoch)
     if args.summarize_only:
         _gowalla_table(args, work, steps_per_epoch)
@@ -231,6 +231,8 @@ def main(argv=None) -> int:
     g.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     g.add_argument("--lightgcn", action="store_true", help="also LightGCN (slow on 2 cores)")
     g.add_argument("--summarize-only", action="store_true", help="only rebuild the table from finished runs")
+    g.add_argument("--tag", default="", help="suffix of the seed folders (e.g. '-clean' for a --ratios 0 reference); "
+                                            "the table merges every seed* folder")
     d = sub.add_parser("deca")
     d.add_argument("--epochs", type=int, default=40)
     d.add_argument("--batch-size", type=int, default=2048)
