@@ -152,7 +152,10 @@ def _gowalla_table(args, work: Path, steps_per_epoch: int) -> None:
         "training part only; test = the original clean LightGCN test split.",
         "noisy_in_top20 / clean_in_top20: share of the injected / original training interactions ranked in "
         "their user's top-20 (training items not masked). time_ratio: seconds per epoch / BPR's in the same "
-        f"run set (medians below). Seeds done: {sorted(set(runs['seed']))}.",
+        f"run set (medians below). Seeds done: {sorted(set(runs['seed']))}. Seconds here are confounded by "
+        "the load of the shared machine, which changed while these runs went on (other jobs, and up to three "
+        "benchmark processes): quote the interleaved ratios of speed-gowalla.md instead. Rows with noise 0 "
+        "(no injection) come from `pld-gowalla --seeds 0 --ratios 0 --tag -clean`.",
         "", "Median seconds per epoch and ratio to mf/bpr/uniform over all runs:", "",
         to_markdown(runs.groupby("method", sort=False).agg(
             seconds_per_epoch=("seconds_per_epoch", "median"), time_ratio=("time_ratio", "median")
