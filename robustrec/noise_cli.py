@@ -9,7 +9,7 @@ The training part of the split is "the log" (with no ``--data``, the embedded sy
 
 Every interaction gets an *out-of-sample* score by cross-fitting (:func:`cross_fitted_losses`): each user's
 interactions are dealt into ``--folds`` folds (default 5); for each fold an MF-BPR model
-(:func:`robustrec.training.fit`: dim 64, fused row-wise Adagrad lr 0.05, l2 3e-4, 40 epochs by default) trains
+(:func:`robustrec.training.fit`: dim 64, fused row-wise Adagrad lr 0.05, l2 3e-4, 20 epochs by default) trains
 on the other folds and scores the held-out fold. An interaction (u, i) is compared with ``--negatives`` uniformly
 drawn items j the user never interacted with: its p-value is the randomised share of them scored above it,
 ``(k + U)/(m + 1)`` — exactly Uniform(0, 1) for a random injected item (exchangeable with the sampled ones),
@@ -49,7 +49,7 @@ import scipy.sparse as sp
 log = logging.getLogger(__name__)
 
 DEFAULT_FOLDS = 5
-DEFAULT_EPOCHS = 40
+DEFAULT_EPOCHS = 20
 DEFAULT_NEGATIVES = 100
 DEFAULT_DIM = 64
 DEFAULT_LR = 0.05
