@@ -155,7 +155,7 @@ def _gowalla_table(args, work: Path, steps_per_epoch: int) -> None:
         f"run set (medians below). Seeds done: {sorted(set(runs['seed']))}. Seconds here are confounded by "
         "the load of the shared machine, which changed while these runs went on (other jobs, and up to three "
         "benchmark processes): quote the interleaved ratios of speed-gowalla.md instead. Rows with noise 0 "
-        "(no injection) come from `pld-gowalla --seeds 0 --ratios 0 --tag -clean`.",
+        "(no injection) come from `pld-gowalla --seeds 0 --ratios 0 --tag=-clean`.",
         "", "Median seconds per epoch and ratio to mf/bpr/uniform over all runs:", "",
         to_markdown(runs.groupby("method", sort=False).agg(
             seconds_per_epoch=("seconds_per_epoch", "median"), time_ratio=("time_ratio", "median")
@@ -234,7 +234,7 @@ def main(argv=None) -> int:
     g.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     g.add_argument("--lightgcn", action="store_true", help="also LightGCN (slow on 2 cores)")
     g.add_argument("--summarize-only", action="store_true", help="only rebuild the table from finished runs")
-    g.add_argument("--tag", default="", help="suffix of the seed folders (e.g. '-clean' for a --ratios 0 reference); "
+    g.add_argument("--tag", default="", help="suffix of the seed folders (e.g. --tag=-clean for a --ratios 0 reference); "
                                             "the table merges every seed* folder")
     d = sub.add_parser("deca")
     d.add_argument("--epochs", type=int, default=40)
