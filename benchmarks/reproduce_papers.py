@@ -155,7 +155,9 @@ def _gowalla_table(args, work: Path, steps_per_epoch: int) -> None:
         f"run set (medians below). Seeds done: {sorted(set(runs['seed']))}. Seconds here are confounded by "
         "the load of the shared machine, which changed while these runs went on (other jobs, and up to three "
         "benchmark processes): quote the interleaved ratios of speed-gowalla.md instead. Rows with noise 0 "
-        "(no injection) come from `pld-gowalla --seeds 0 --ratios 0 --tag=-clean`.",
+        "(no injection) come from `pld-gowalla --seeds 0 --ratios 0 --tag=-clean`. Measured here with "
+        "`--threads 1 pld-gowalla --seeds 0` and `--threads 1 pld-gowalla --seeds 1` as two processes, then "
+        "`pld-gowalla --summarize-only` (the default `--seeds 0 1` does the same in one process).",
         "", "Median seconds per epoch and ratio to mf/bpr/uniform over all runs:", "",
         to_markdown(runs.groupby("method", sort=False).agg(
             seconds_per_epoch=("seconds_per_epoch", "median"), time_ratio=("time_ratio", "median")
