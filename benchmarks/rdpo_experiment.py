@@ -9,8 +9,10 @@ merged at the end. One process alone is the plain CLI:
 
     python -m alignment experiment --flip-rate 0 0.1 0.2 0.3 0.4 --seeds 3 --out benchmarks/results/rdpo
 
-Cost: one run (40 steps × 16 pairs, then evaluation) takes ≈ 20 s on an idle core, ≈ 35 s on a busy one;
-the grid is seeds × 5 × 4 runs.
+Cost: one run (40 steps × 16 pairs, then evaluation) takes ≈ 20 s on an idle core and 40–100 s on the shared
+2-core machine; the grid is seeds × 5 × 4 runs, plus ≈ 30 s per seed and process to sample the pairs. Measured:
+5 seeds with ``--jobs 2`` under load ≈ 45–55 minutes. If a grid is interrupted, ``--merge-only`` writes the
+outputs from the whole seeds already finished.
 """
 
 from __future__ import annotations
