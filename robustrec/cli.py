@@ -111,6 +111,8 @@ def _train_sharded(config: TrainConfig, spec, args: argparse.Namespace) -> int:
     if rank == 0:
         _print_metrics({**metrics, "ranks": world}, as_json=False)
         print(f"wrote {args.out}/{runs.METRICS_FILE}")
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
     return 0
 
 

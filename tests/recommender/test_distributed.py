@@ -43,12 +43,26 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     after = sharded(users, items).scores["preference"].detach()
     plan = str(sharded.plan)
     torch.save({"before": before, "expected": expected, "after": after, "plan": plan}, f"{out_dir}/rank{rank}.pt")
+    dist.barrier()
     dist.destroy_process_group()
+
+
+def _spawn_with_one_retry(out_dir) -> None:
+    # Once in ~10 full-suite runs a child died with SIGABRT ("terminate called without an active exception")
+    # at its first sharded forward, not reproducible in isolation; a second failure is a real one.
+    for attempt in (1, 2):
+        try:
+            mp.spawn(_worker, args=(_free_port(), str(out_dir)), nprocs=WORLD, join=True)
+            return
+        except mp.ProcessExitedException as error:
+            if attempt == 2 or error.signal_name is None:
+                raise
+            print(f"2-process run killed by {error.signal_name}; retrying once")
 
 
 @pytest.mark.slow
 def test_two_process_sharding_matches_unsharded_and_trains(tmp_path):
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    _spawn_with_one_retry(tmp_path)
     for rank in range(WORLD):
         result = torch.load(tmp_path / f"rank{rank}.pt")
         assert "table_wise" in result["plan"]
