@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from robustrec import checkpoint
 from robustrec.evaluate import DEFAULT_KS, METRICS, ranking_metrics
 from robustrec.models import GRAPH_MODELS, MODELS, PREFERENCE, build_model
-from robustrec.objectives import LOSSES, ObjectiveConfig, heads_for, objective_loss
+from robustrec.objectives import FLIP, LOSSES, ObjectiveConfig, heads_for, objective_loss
 from robustrec.optim import OPTIMIZERS, check_optimizer, dense_parameters, fuse, load_optimizer_state, optimizer_state
 from robustrec.samplers import SAMPLERS, build_sampler
 
@@ -44,6 +44,8 @@ class TrainConfig:
     init_std: float = field(default=0.1, metadata={"help": "std of the normal initialisation of the tables"})
     flip_l2: float = field(default=0.1, metadata={"help": "nbpo: L2 weight on the flip factors (lambda_phi); keep it "
                                                           "~1000x l2 or phi learns the interaction pattern itself"})
+    flip_dim: int = field(default=0, metadata={"help": "nbpo: dimension of the flip factors (0: same as --dim); "
+                                                       "a small flip model is cheaper and stays a weak correction"})
     flip_prior: float = field(default=0.1, metadata={"help": "nbpo: phi where the flip factors are 0 (its start value)"})
     tce_max_drop: float = field(default=0.2, metadata={"help": "tce: final share of each batch's positives dropped"})
     tce_warmup_steps: int = field(default=30_000, metadata={"help": "tce: steps for the drop rate to grow from 0"})
@@ -68,8 +70,11 @@ class TrainConfig:
         for name in ("dim", "epochs", "batch_size", "n_negatives", "pld_pool_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.dim % 4:
-            raise ValueError(f"dim must be a multiple of 4 (FBGEMM's fused embedding kernels), got {self.dim}")
+        for name in ("dim", "flip_dim"):
+            if getattr(self, name) % 4 or getattr(self, name) < 0:
+                raise ValueError(
+                    f"{name} must be a multiple of 4 (FBGEMM's fused embedding kernels), got {getattr(self, name)}"
+                )
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
         metric, _, k = self.early_stop_metric.partition("@")
@@ -115,6 +120,8 @@ def new_model(config: TrainConfig, n_users: int, n_items: int, train: sp.spmatri
     """The untrained model of ``config``; graph models (LightGCN) need the training matrix ``train``."""
     torch.manual_seed(config.seed)
     extra = {"train": train, "n_layers": config.n_layers} if config.model in GRAPH_MODELS else {}
+    if config.flip_dim:
+        extra["head_dims"] = {FLIP: config.flip_dim}
     return build_model(
         config.model, n_users, n_items, config.dim,
         heads=heads_for(config.loss), init_std=config.init_std, device=torch.device(config.device), **extra,

@@ -50,7 +50,7 @@ class LightGCN(nn.Module):
         train: (n_users, n_items) CSR of the training interactions (the graph).
         dim: embedding dimension.
         n_layers: propagation layers K (3 in the paper).
-        heads, init_std, init_mean, device: as :class:`~robustrec.models.mf.MatrixFactorization`.
+        heads, init_std, init_mean, head_dims, device: as :class:`~robustrec.models.mf.MatrixFactorization`.
 
     Each training step looks up the full ego tables (so the fused optimizer updates every row
     the gradient reaches) and propagates them: O(K · nnz · D) per batch, as in the paper's code.
@@ -65,6 +65,7 @@ class LightGCN(nn.Module):
         heads: tuple[str, ...] = (PREFERENCE,),
         init_std: float = 0.1,
         init_mean: dict[str, float] | None = None,
+        head_dims: dict[str, int] | None = None,
         device: torch.device | None = None,
     ) -> None:
         super().__init__()
@@ -75,8 +76,8 @@ class LightGCN(nn.Module):
         self.n_users, self.n_items = train.shape
         self.dim, self.heads, self.n_layers = dim, tuple(heads), n_layers
         self.device = device or torch.device("cpu")
-        self.user_tables = SideTables("user", self.n_users, dim, self.heads, init_std=init_std, init_mean=init_mean, device=device)
-        self.item_tables = SideTables("item", self.n_items, dim, self.heads, init_std=init_std, init_mean=init_mean, device=device)
+        self.user_tables = SideTables("user", self.n_users, dim, self.heads, init_std=init_std, init_mean=init_mean, head_dims=head_dims, device=device)
+        self.item_tables = SideTables("item", self.n_items, dim, self.heads, init_std=init_std, init_mean=init_mean, head_dims=head_dims, device=device)
         self.adjacency = _to_torch_sparse(normalized_adjacency(train), self.device)
         self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
 

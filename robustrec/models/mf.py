@@ -40,6 +40,7 @@ class MatrixFactorization(nn.Module):
             evaluation, others (e.g. NBPO's "flip") are used by their objective only.
         init_std: normal initialisation scale.
         init_mean: optional per-head initialisation mean.
+        head_dims: optional per-head dimension overriding ``dim`` (e.g. NBPO's flip model).
     """
 
     def __init__(
@@ -51,14 +52,15 @@ class MatrixFactorization(nn.Module):
         heads: tuple[str, ...] = (PREFERENCE,),
         init_std: float = 0.1,
         init_mean: dict[str, float] | None = None,
+        head_dims: dict[str, int] | None = None,
         device: torch.device | None = None,
     ) -> None:
         super().__init__()
         if PREFERENCE not in heads:
             raise ValueError(f"heads must include {PREFERENCE!r}, got {heads}")
         self.n_users, self.n_items, self.dim, self.heads = n_users, n_items, dim, tuple(heads)
-        self.user_tables = SideTables("user", n_users, dim, self.heads, init_std=init_std, init_mean=init_mean, device=device)
-        self.item_tables = SideTables("item", n_items, dim, self.heads, init_std=init_std, init_mean=init_mean, device=device)
+        self.user_tables = SideTables("user", n_users, dim, self.heads, init_std=init_std, init_mean=init_mean, head_dims=head_dims, device=device)
+        self.item_tables = SideTables("item", n_items, dim, self.heads, init_std=init_std, init_mean=init_mean, head_dims=head_dims, device=device)
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> ModelOutput:
         """users (B,) int64, items (B, K) int64 -> scores (B, K) per head."""

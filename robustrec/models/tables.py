@@ -29,6 +29,7 @@ class SideTables(nn.Module):
         heads: names of the factorisations, e.g. ("preference",) or ("preference", "flip").
         init_std: standard deviation of the normal initialisation.
         init_mean: per-head mean of the initialisation (default 0).
+        head_dims: per-head embedding dimension overriding ``dim`` (e.g. a small NBPO flip model).
     """
 
     def __init__(
@@ -40,6 +41,7 @@ class SideTables(nn.Module):
         *,
         init_std: float = 0.1,
         init_mean: dict[str, float] | None = None,
+        head_dims: dict[str, int] | None = None,
         device: torch.device | None = None,
     ) -> None:
         super().__init__()
@@ -47,14 +49,15 @@ class SideTables(nn.Module):
         self.heads = tuple(heads)
         self.num_rows = num_rows
         self.dim = dim
+        self.head_dims = {head: (head_dims or {}).get(head, dim) for head in self.heads}
         self.device = device or torch.device("cpu")
         self.features = [table_name(side, h) for h in self.heads]
         self.collection = EmbeddingBagCollection(
             tables=[
                 EmbeddingBagConfig(
-                    name=name, embedding_dim=dim, num_embeddings=num_rows, feature_names=[name]
+                    name=name, embedding_dim=self.head_dims[head], num_embeddings=num_rows, feature_names=[name]
                 )
-                for name in self.features
+                for head, name in zip(self.heads, self.features)
             ],
             device=self.device,
         )
@@ -65,7 +68,7 @@ class SideTables(nn.Module):
                 weight.normal_(means.get(head, 0.0), init_std)
 
     def forward(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Look up ``ids`` (N,) int64 in every head's table: head -> (N, dim)."""
+        """Look up ``ids`` (N,) int64 in every head's table: head -> (N, head_dims[head])."""
         ids = ids.reshape(-1)
         n = ids.numel()
         kjt = KeyedJaggedTensor(
@@ -83,7 +86,7 @@ class SideTables(nn.Module):
         if bags is None or table_name(self.side, head) not in bags:
             return None
         weight = bags[table_name(self.side, head)].weight
-        return weight.detach() if weight.shape == (self.num_rows, self.dim) else None
+        return weight.detach() if weight.shape == (self.num_rows, self.head_dims[head]) else None
 
     def weights(self, head: str, *, chunk_size: int = 65536) -> torch.Tensor:
         """The full ``(num_rows, dim)`` table of ``head``, by lookup (works fused, unfused and sharded)."""
