@@ -9,21 +9,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from robustrec.checkpoint import atomic_write
+
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
     """Write ``data`` as indented JSON to a temporary file beside ``path``, then rename it onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=False, default=float)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    text = json.dumps(data, indent=2, sort_keys=False, default=float) + "\n"
+    return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def save_pretrained_atomic(model, tokenizer, folder: str | os.PathLike) -> Path:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
+
+from robustrec.checkpoint import save_figure
 
 METRIC_LABELS = {"reward": "mean true reward (held-out prompts)", "kl": "KL(π ‖ π_ref), nats",
                  "clean_pref_accuracy": "implicit-reward accuracy, clean pairs"}
@@ -38,13 +39,4 @@ def plot_reward_vs_flip_rate(results: dict, path: str | os.PathLike) -> Path:
     axes[0].legend()
     fig.suptitle(f"DPO / cDPO / rDPO under flipped preferences ({results['seeds']} seeds)")
     fig.tight_layout()
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return save_figure(fig, Path(path), dpi=120)

@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from robustrec.checkpoint import save_text  # noqa: E402
 from robustrec.noise import noise_scores, noise_scores_from_pvalues, noisy_share, noisy_share_from_pvalues  # noqa: E402
-from robustrec.noise_cli import PVALUE, auc, cross_fitted_loss_kinds, load_noise_log  # noqa: E402
+from robustrec.noise_cli import PVALUE, cross_fitted_loss_kinds, load_noise_log  # noqa: E402
+from robustrec.runs import auc  # noqa: E402
 
 
 def _cell(e, truth: float) -> str:

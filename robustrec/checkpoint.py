@@ -11,7 +11,8 @@ from typing import Any
 import torch
 
 
-def _atomic(path: Path, write) -> None:
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call ``write(binary_handle)`` on a temporary file beside ``path``, then rename it onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -24,20 +25,31 @@ def _atomic(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
 
 
 def save_torch(obj: Any, path: Path) -> None:
-    _atomic(path, lambda handle: torch.save(obj, handle))
+    atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def save_json(obj: Any, path: Path) -> None:
     data = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False).encode() + b"\n"
-    _atomic(path, lambda handle: handle.write(data))
+    atomic_write(path, lambda handle: handle.write(data))
 
 
 def save_text(text: str, path: Path) -> None:
-    _atomic(path, lambda handle: handle.write(text.encode()))
+    atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
 def load_torch(path: Path) -> Any:
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def save_figure(fig, path: Path, *, dpi: int = 110) -> Path:
+    """Write a matplotlib figure as PNG atomically and close it."""
+    try:
+        return atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=dpi))
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)

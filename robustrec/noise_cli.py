@@ -321,19 +321,6 @@ def cross_fitted_loss_kinds(
 
 
 # ====================================================================== results
-def auc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve of ``scores`` for the ``positive`` mask (ties count one half); NaN if undefined."""
-    from scipy.stats import rankdata
-
-    positive = np.asarray(positive, bool)
-    n_pos = int(positive.sum())
-    n_neg = len(positive) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(scores)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
 @dataclass
 class NoiseAnalysis:
     """Everything ``estimate`` and ``flag`` report."""
@@ -346,6 +333,8 @@ class NoiseAnalysis:
     settings: dict
 
     def summary(self) -> dict:
+        from robustrec.runs import auc
+
         e = self.estimate
         out = {
             "noisy_share": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high, "confidence": e.confidence,

@@ -18,6 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from robustrec.checkpoint import save_figure  # noqa: E402
+
 
 def _standardize_within_users(values: np.ndarray, users: np.ndarray) -> np.ndarray:
     from robustrec.runs import standardize_within_users
@@ -45,11 +47,7 @@ def loss_distributions(
         ax.legend()
     fig.suptitle(title or "training loss of clean vs noisy interactions")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, Path(path))
 
 
 def metric_vs_noise(
@@ -67,8 +65,4 @@ def metric_vs_noise(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, Path(path))

@@ -159,6 +159,7 @@ def standardize_within_users(values: np.ndarray, users: np.ndarray) -> np.ndarra
 
 def auc(scores: np.ndarray, positive: np.ndarray) -> float:
     """ROC AUC of ``scores`` for the boolean labels ``positive`` (Mann-Whitney, ties averaged); NaN if one class."""
+    positive = np.asarray(positive, bool)
     n_pos, n_neg = int(positive.sum()), int((~positive).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
