@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from robustrec.checkpoint import atomic_write
+from robustrec.atomic import atomic_write
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:

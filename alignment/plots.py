@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from robustrec.checkpoint import save_figure
+from robustrec.atomic import save_figure
 
 METRIC_LABELS = {"reward": "mean true reward (held-out prompts)", "kl": "KL(π ‖ π_ref), nats",
                  "clean_pref_accuracy": "implicit-reward accuracy, clean pairs"}

@@ -6,7 +6,7 @@
 
 Rows: Gowalla with PLD-style injected interactions r ∈ {0.1, 0.3} (truth = the injected mask), ml-100k-deca's
 real noise (truth = rating < 4), and the synthetic default with and without injection. Each log gets
-cross-fitted out-of-sample p-values (``robustrec.noise_cli.cross_fitted_loss_kinds`` with kind ``pvalue``:
+cross-fitted out-of-sample p-values (``robustrec.crossfit.cross_fitted_losses`` with kind ``pvalue``:
 K folds, MF-BPR trained on the other folds; p = randomised share of sampled unobserved items scored above the
 interaction) — the same computation as ``python -m robustrec noise estimate``. Two estimators on the same
 p-values: ``storey`` (``robustrec.noise.noisy_share_from_pvalues``, the CLI default) and ``mixture``
@@ -29,10 +29,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from robustrec.checkpoint import save_text  # noqa: E402
+from robustrec.atomic import save_text  # noqa: E402
 from robustrec.noise import noise_scores, noise_scores_from_pvalues, noisy_share, noisy_share_from_pvalues  # noqa: E402
-from robustrec.noise_cli import PVALUE, cross_fitted_loss_kinds, load_noise_log  # noqa: E402
-from robustrec.runs import auc  # noqa: E402
+from robustrec.crossfit import PVALUE, CrossFitSettings, cross_fitted_losses  # noqa: E402
+from robustrec.data import DataSpec, prepare_data  # noqa: E402
+from robustrec.diagnostics import auc  # noqa: E402
 
 
 def _cell(e, truth: float) -> str:
@@ -43,19 +44,20 @@ def rows_for(label: str, key: str, path, *, fmt="auto", inject=0.0, max_users=No
     from scipy.special import ndtri
 
     tic = time.perf_counter()
-    d = load_noise_log(path, format=fmt, inject_noise=inject, seed=args.seed, max_users=max_users,
-                       synthetic_users=synthetic[0], synthetic_items=synthetic[1])
-    truth = d.truth if d.truth is not None else np.zeros(len(d.users), bool)
+    d = prepare_data(DataSpec(path=None if path is None else str(path), format=fmt, inject_noise=inject,
+                              seed=args.seed, max_users=max_users, synthetic_users=synthetic[0],
+                              synthetic_items=synthetic[1]))
+    users, _ = d.split.train.coo()
+    truth = d.noise_mask if d.noise_mask is not None else np.zeros(len(users), bool)
     cache = None if args.cache is None else args.cache / (
         f"{key}-f{args.folds}-e{args.epochs}-d{args.dim}-l2{args.l2:g}-n{args.negatives}-s{args.seed}.npz")
     if cache is not None and cache.exists():
         p = np.load(cache)["p"]
         fit_s = float(np.load(cache)["seconds"])
     else:
-        p = cross_fitted_loss_kinds(
-            d.log.matrix, n_folds=args.folds, epochs=args.epochs, dim=args.dim, n_negatives=args.negatives,
-            l2=args.l2, kinds=(PVALUE,), seed=args.seed, progress=False,
-        )[PVALUE]
+        settings = CrossFitSettings(n_folds=args.folds, epochs=args.epochs, dim=args.dim, n_negatives=args.negatives,
+                                    l2=args.l2, seed=args.seed)
+        p = cross_fitted_losses(d.split.train.matrix, settings, kinds=(PVALUE,))[PVALUE]
         fit_s = time.perf_counter() - tic
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
@@ -64,7 +66,7 @@ def rows_for(label: str, key: str, path, *, fmt="auto", inject=0.0, max_users=No
     has_truth = 0 < truth.sum() < len(truth)
     out = []
     t = time.perf_counter()
-    est = noisy_share_from_pvalues(p, users=d.users, n_resamples=args.resamples, seed=args.seed)
+    est = noisy_share_from_pvalues(p, users=users, n_resamples=args.resamples, seed=args.seed)
     s_sec = time.perf_counter() - t
     lam = float(re.search(r"lambda=([0-9.]+)", est.method).group(1))
     clean_above = float((p[~truth] > lam).mean())
@@ -75,9 +77,9 @@ def rows_for(label: str, key: str, path, *, fmt="auto", inject=0.0, max_users=No
     if not args.no_mixture:
         losses = ndtri(p)
         t = time.perf_counter()
-        mix = noisy_share(losses, d.users, n_resamples=args.mixture_resamples, seed=args.seed)
+        mix = noisy_share(losses, users, n_resamples=args.mixture_resamples, seed=args.seed)
         m_sec = time.perf_counter() - t
-        a = auc(noise_scores(losses, d.users), truth) if has_truth else float("nan")
+        a = auc(noise_scores(losses, users), truth) if has_truth else float("nan")
         out.append(f"| {label} | mixture (rank loss) | {len(p):,} | {t_true:.3f} | {_cell(mix, t_true)} | – | "
                    f"{a:.3f} | {m_sec:.1f} | (same) |")
         print(out[-1], flush=True)

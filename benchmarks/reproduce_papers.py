@@ -27,8 +27,10 @@ import torch
 from robustrec.compare import compare_runs, method_name, summarize, to_markdown
 from robustrec.evaluate import per_user_metrics
 from robustrec.models import PREFERENCE
-from robustrec.runs import DataSpec, load_data, load_run
-from robustrec.training import TrainConfig, new_model
+from robustrec.config import TrainConfig
+from robustrec.data import DataSpec, prepare_data
+from robustrec.runs import load_run
+from robustrec.training import new_model
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -50,7 +52,7 @@ def _write(name: str, table: pd.DataFrame, runs: pd.DataFrame, notes: list[str])
 def _f1_and_ndcg(run_dir: Path, ks=(5, 10, 20)) -> dict[str, float]:
     """The NBPO paper's metrics: per-user F1@K = 2PR/(P+R) and NDCG@K, averaged over test users."""
     config, spec = load_run(run_dir)
-    split = load_data(spec)
+    split = prepare_data(spec).split
     model = new_model(config, split.n_users, split.n_items, split.train.matrix)
     model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
     users, items = model.embedding_matrices(PREFERENCE)
@@ -64,18 +66,18 @@ def _f1_and_ndcg(run_dir: Path, ks=(5, 10, 20)) -> dict[str, float]:
 
 
 def nbpo_amazon(args) -> None:
-    """NBPO vs BPR on the NBPO authors' Amazon Electronics split; l2 (and NBPO's flip prior) picked on the
+    """NBPO vs BPR on the NBPO authors' Amazon Electronics split; l2 (and NBPO's phi prior) picked on the
     validation part by early stopping on NDCG@20, then the test part reported."""
     spec = DataSpec(path=str(_data_dir(args) / "amazon-electronics-nbpo"), format="nbpo-json")
     base = TrainConfig(dim=52, n_negatives=4, batch_size=5000, epochs=args.epochs, lr=0.1, eval_every=5,
                        patience=4, early_stop_metric="ndcg@20", ks=(5, 10, 20))
     grid = [("bpr", dict(l2=l2)) for l2 in (0.01, 0.03, 0.05)]
-    grid += [("nbpo", dict(l2=l2, flip_l2=5 * l2, flip_prior=prior)) for l2 in (0.01, 0.03, 0.05) for prior in (0.1, 0.3)]
+    grid += [("nbpo", dict(l2=l2, phi_l2=5 * l2, phi_prior=prior)) for l2 in (0.01, 0.03, 0.05) for prior in (0.1, 0.3)]
     rows = []
     for seed in args.seeds:
         for loss, extra in grid:
             config = replace(base, loss=loss, seed=seed, **extra)
-            name = f"{loss} l2={extra['l2']}" + (f" prior={extra['flip_prior']}" if loss == "nbpo" else "")
+            name = f"{loss} l2={extra['l2']}" + (f" prior={extra['phi_prior']}" if loss == "nbpo" else "")
             out = Path(args.work) / "nbpo-amazon" / f"seed{seed}" / name.replace(" ", "_")
             frame = compare_runs([(name, config)], spec, out, seeds=(seed,), metric="ndcg@20")
             history = pd.read_csv(out / "r0" / f"seed{seed}" / name.replace("/", "-") / "history.csv")
@@ -102,7 +104,7 @@ def nbpo_amazon(args) -> None:
         "dim 52; 4 negatives per positive; batch 5000; fused row-wise Adagrad lr 0.1 (their plain GD, eta 0.05 "
         "on summed gradients with weight decay on all rows, has no fused equivalent); L2 on the batch's rows. "
         "Their lambda_r 1 / lambda_phi 5 act on whole matrices per batch; our per-row weights are not on the "
-        "same scale, so l2 in {0.01, 0.03, 0.05} (a first grid {0.003, 0.01, 0.03} peaked at its edge) (flip_l2 = 5 l2, keeping their 1:5 ratio) and flip_prior in "
+        "same scale, so l2 in {0.01, 0.03, 0.05} (a first grid {0.003, 0.01, 0.03} peaked at its edge) (phi_l2 = 5 l2, keeping their 1:5 ratio) and phi_prior in "
         "{0.1, 0.3} were selected on the validation part (early stopping on validation NDCG@20, every 5 epochs, "
         f"patience 4, at most {args.epochs} epochs). Test metrics over all items, training items masked; F1 per user.",
         "", "All grid points (test metrics at the best validation epoch):", "",
@@ -148,7 +150,7 @@ def _gowalla_table(args, work: Path, steps_per_epoch: int) -> None:
         f"1e-3, 5 seeds; 2 shared CPU cores here). PLD: k=5, tau=0.1, {args.pld_warmup} warm-up epochs of BPR "
         f"(paper: 5). T-CE: max drop 0.2 reached after {args.pld_warmup} epochs "
         f"({args.pld_warmup * steps_per_epoch} steps; paper 30,000 steps at batch 1024). R-CE beta 0.25. "
-        "NBPO: flip_l2 0.1, flip_prior 0.1. Noise: per user floor(r |train_u|) random unobserved items, "
+        "NBPO: phi_l2 0.1, phi_prior 0.1. Noise: per user floor(r |train_u|) random unobserved items, "
         "training part only; test = the original clean LightGCN test split.",
         "noisy_in_top20 / clean_in_top20: share of the injected / original training interactions ranked in "
         "their user's top-20 (training items not masked). time_ratio: seconds per epoch / BPR's in the same "
@@ -194,7 +196,7 @@ def speed(args) -> None:
     at a time (so machine load hits all alike), ratio to the BPR epoch of the same round, median over rounds."""
     from robustrec.training import fit
 
-    split = load_data(DataSpec(path=str(_data_dir(args) / "gowalla"), format="lightgcn"))
+    split = prepare_data(DataSpec(path=str(_data_dir(args) / "gowalla"), format="lightgcn")).split
     base = TrainConfig(dim=64, batch_size=4096, epochs=1, eval_every=0, pld_warmup_epochs=0)
     methods = {"mf/bpr/uniform": base, "mf/bpr/pld": replace(base, sampler="pld"),
                "mf/nbpo/uniform": replace(base, loss="nbpo"), "mf/tce/uniform": replace(base, loss="tce"),

@@ -40,7 +40,8 @@ def run_robustrec(split, args) -> dict:
 
     from robustrec.evaluate import ranking_metrics
     from robustrec.models import PREFERENCE
-    from robustrec.training import TrainConfig, fit
+    from robustrec.config import TrainConfig
+    from robustrec.training import fit
 
     torch.set_num_threads(args.threads)
     times = []

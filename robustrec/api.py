@@ -18,7 +18,8 @@ import torch
 from robustrec.data import Interactions
 from robustrec.evaluate import ranking_metrics, top_k_items
 from robustrec.models import PREFERENCE
-from robustrec.training import FitResult, TrainConfig, fit
+from robustrec.config import TrainConfig
+from robustrec.training import FitResult, fit
 
 
 def _csr(data: Interactions | sp.spmatrix) -> sp.csr_matrix:

@@ -1,4 +1,4 @@
-"""``python -m robustrec compare``: several configurations trained on the same split, one table.
+"""Several configurations trained on the same split, one table (``python -m robustrec compare``).
 
     python -m robustrec compare --models mf --losses bpr nbpo tce rce --samplers uniform pld \\
         --data ../shared/data/gowalla --inject-noise 0.1 0.3 --seeds 0 1 --epochs 20 --out runs/compare
@@ -13,29 +13,28 @@ ranks in their user's top-20.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from robustrec import checkpoint
+from robustrec import atomic, plots
+from robustrec.config import TrainConfig
+from robustrec.data import DataSpec, prepare_data
 from robustrec.models import MODELS
 from robustrec.objectives import LOSSES
-from robustrec.runs import DataSpec, prepare_data, train_run
+from robustrec.runs import train_run
 from robustrec.samplers import SAMPLERS
-from robustrec.training import TrainConfig
 
 log = logging.getLogger(__name__)
 
 RUNS_FILE, SUMMARY_CSV, SUMMARY_MD, CURVE_FILE = "runs.csv", "summary.csv", "summary.md", "metric_vs_noise.png"
 SHOWN = ("recall@20", "ndcg@20", "seconds_per_epoch", "time_ratio", "noisy_in_top20", "clean_in_top20")
-_VARIED = ("model", "loss", "sampler", "seed")  # set per configuration / per seed, not shared options
+VARIED = ("model", "loss", "sampler", "seed")  # set per configuration / per seed, not shared options
 
 
 def method_name(config: TrainConfig) -> str:
@@ -87,17 +86,15 @@ def compare_runs(
             rows.append(row)
             log.info("%s r=%s seed=%s: %s=%.4f, %.2fs/epoch", name, ratio, seed, metric, metrics[metric],
                      metrics["seconds_per_epoch"])
-            checkpoint.save_text(pd.DataFrame(rows).to_csv(index=False), out / RUNS_FILE)  # partial results
+            atomic.save_text(pd.DataFrame(rows).to_csv(index=False), out / RUNS_FILE)  # partial results
     frame = pd.DataFrame(rows)
     first = frame.groupby(["inject_noise", "seed"])["seconds_per_epoch"].transform("first")
     frame["time_ratio"] = frame["seconds_per_epoch"] / first
-    checkpoint.save_text(frame.to_csv(index=False), out / RUNS_FILE)
+    atomic.save_text(frame.to_csv(index=False), out / RUNS_FILE)
     summary = summarize(frame, metric=metric)
-    checkpoint.save_text(summary.to_csv(index=False), out / SUMMARY_CSV)
-    checkpoint.save_text(to_markdown(summary) + "\n", out / SUMMARY_MD)
+    atomic.save_text(summary.to_csv(index=False), out / SUMMARY_CSV)
+    atomic.save_text(to_markdown(summary) + "\n", out / SUMMARY_MD)
     if len(set(frame["inject_noise"])) > 1:
-        from robustrec import plots
-
         plots.metric_vs_noise(frame, out / CURVE_FILE, metric=metric)
     return frame
 
@@ -122,46 +119,3 @@ def to_markdown(table: pd.DataFrame) -> str:
     rule = "|" + "|".join("---" for _ in table.columns) + "|"
     body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join([header, rule, *body])
-
-
-def add_parser(commands) -> None:
-    from robustrec.cli import DATA_FLAGS, _add_dataclass_options
-
-    parser = commands.add_parser("compare", help="train several configurations on the same split; one table",
-                                 description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=["mf"], choices=MODELS)
-    parser.add_argument("--losses", nargs="+", default=["bpr", "nbpo", "tce", "rce"], choices=LOSSES)
-    parser.add_argument("--samplers", nargs="+", default=["uniform"], choices=SAMPLERS)
-    parser.add_argument("--configs", nargs="+", metavar="MODEL/LOSS[/SAMPLER]",
-                        help="explicit configurations instead of the product of --models/--losses/--samplers")
-    parser.add_argument("--inject-noise", dest="ratios", nargs="+", type=float, default=[0.0],
-                        help="noise ratios R (PLD's protocol on the training part); several give a curve")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds (model, split and noise)")
-    parser.add_argument("--metric", default="recall@20", help="metric of the summary's first column and the plot")
-    parser.add_argument("--out", type=Path, default=Path("runs/compare"), help="directory to write")
-    train_group = parser.add_argument_group("training options shared by every configuration")
-    _add_dataclass_options(train_group, TrainConfig, skip=_VARIED)
-    data_group = parser.add_argument_group("data")
-    _add_dataclass_options(data_group, DataSpec, skip=("seed", "inject_noise"), rename=DATA_FLAGS)
-    parser.set_defaults(run=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    shared = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name not in _VARIED}
-    if args.configs:
-        triples = [parse_method(text) for text in args.configs]
-    else:
-        triples = list(itertools.product(args.models, args.losses, args.samplers))
-    configs = []
-    for model, loss, sampler in triples:
-        config = TrainConfig(model=model, loss=loss, sampler=sampler, **shared)
-        configs.append((method_name(config), config))
-    spec_values = {f.name: getattr(args, f.name) for f in fields(DataSpec) if f.name not in ("seed", "inject_noise")}
-    if spec_values.get("path") is not None:
-        spec_values["path"] = str(Path(spec_values["path"]).resolve())
-    spec = DataSpec(**spec_values)
-    frame = compare_runs(configs, spec, args.out, ratios=args.ratios, seeds=args.seeds, metric=args.metric,
-                         progress=not args.quiet)
-    print(to_markdown(summarize(frame, metric=args.metric)))
-    print(f"wrote {args.out}/{SUMMARY_MD} ({len(frame)} runs)")
-    return 0

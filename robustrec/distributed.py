@@ -128,8 +128,7 @@ def fit_sharded(config, train, validation=None, *, run_dir=None, resume: bool = 
     if any(id(p) not in tables for p in base.parameters()):
         raise NotImplementedError("sharded training supports models whose parameters are all embedding tables")
     model = shard(base, optimizer=config.optimizer, lr=config.lr, device=device)
-    sampler = build_sampler(config.sampler, train, n_negatives=config.n_negatives)
-    objective = config.objective()
+    sampler = build_sampler(config, train)
     rng = np.random.default_rng([config.seed, rank])
     steps = max(sampler.n_batches(config.batch_size) // world, 1)
     history, step, elapsed = [], 0, 0.0
@@ -138,7 +137,7 @@ def fit_sharded(config, train, validation=None, *, run_dir=None, resume: bool = 
         batches = itertools.islice(sampler.epoch(config.batch_size, rng, epoch=epoch), steps)
         for users, items in batches:
             loss = objective_loss(model(torch.from_numpy(users).to(device), torch.from_numpy(items).to(device)),
-                                  objective, step=step)
+                                  config, step=step)
             value = loss.detach().clone()
             dist.all_reduce(value)  # every rank must stop together, or the others hang in a collective
             if not math.isfinite(value.item()):

@@ -3,60 +3,37 @@
 A batch row holds one user, its observed item in column 0 and sampled unobserved
 items in columns 1..K-1 (``ModelOutput.scores[head]`` of shape (B, K)). Every loss
 is one short branch of :func:`objective_loss`; ``LOSSES`` is the one list of names,
-reused by validation, the CLI and the tests.
+reused by validation, the CLI and the tests. The losses' settings are fields of
+:class:`robustrec.config.TrainConfig` (``l2``, ``phi_l2``, ``phi_prior``, ``tce_*``, ``rce_beta``).
+
+NBPO's φ score is ``g_ui = p_u·q_i + logit(phi_prior)``: with the φ factors p, q regularised hard
+(``phi_l2``) φ stays a weak correction around ``phi_prior`` instead of learning the interaction
+pattern itself (the trap described in docs/algorithms.md).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from robustrec.models import PREFERENCE, ModelOutput
 
+if TYPE_CHECKING:
+    from robustrec.config import TrainConfig
+
 LOSSES = ("bpr", "bce", "bpo", "nbpo", "tce", "rce")
-FLIP = "flip"  # NBPO's second factorisation: g_ui, phi_ui = sigma(g_ui)
-
-
-@dataclass(frozen=True)
-class ObjectiveConfig:
-    """One loss and its settings (defaults from the papers, see ../shared/DESIGN.md).
-
-    NBPO's flip score is ``g_ui = p_u·q_i + logit(flip_prior)``: with the flip factors p, q
-    regularised hard (``flip_l2``) φ stays a weak correction around ``flip_prior`` instead of
-    learning the interaction pattern itself (the trap described in DESIGN.md).
-    """
-
-    loss: str = field(default="bpr", metadata={"help": f"one of {LOSSES}"})
-    l2: float = field(default=1e-4, metadata={"help": "L2 weight on the batch's preference embeddings (NBPO: lambda_r)"})
-    flip_l2: float = field(default=0.1, metadata={"help": "NBPO: L2 weight on the batch's flip embeddings (lambda_phi)"})
-    flip_prior: float = field(default=0.1, metadata={"help": "NBPO: phi where the flip factors are 0 (initial phi)"})
-    tce_max_drop: float = field(default=0.2, metadata={"help": "T-CE: final share of a batch's positives dropped"})
-    tce_warmup_steps: int = field(default=30_000, metadata={"help": "T-CE: steps over which the drop rate grows to its maximum"})
-    rce_beta: float = field(default=0.25, metadata={"help": "R-CE: exponent beta of the detached sigma(s)^beta weights"})
-
-    def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; expected one of {LOSSES}")
-        for name in ("l2", "flip_l2", "rce_beta"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0 < self.flip_prior < 1:
-            raise ValueError(f"flip_prior must be in (0, 1), got {self.flip_prior}")
-        if not 0 <= self.tce_max_drop < 1:
-            raise ValueError(f"tce_max_drop must be in [0, 1), got {self.tce_max_drop}")
-        if self.tce_warmup_steps < 0:
-            raise ValueError(f"tce_warmup_steps must be >= 0, got {self.tce_warmup_steps}")
+PHI = "phi"  # NBPO's second factorisation: g_ui, phi_ui = sigma(g_ui) = P(observed unvoted | truly positive)
 
 
 def heads_for(loss: str) -> tuple[str, ...]:
     """Factorisations the model must learn for ``loss``."""
-    return (PREFERENCE, FLIP) if loss == "nbpo" else (PREFERENCE,)
+    return (PREFERENCE, PHI) if loss == "nbpo" else (PREFERENCE,)
 
 
-def tce_drop_rate(config: ObjectiveConfig, step: int) -> float:
+def tce_drop_rate(config: TrainConfig, step: int) -> float:
     """T-CE's schedule: grows linearly from 0 to ``tce_max_drop`` over ``tce_warmup_steps``."""
     if config.tce_warmup_steps == 0:
         return config.tce_max_drop
@@ -72,12 +49,12 @@ def nbpo_unvoted_nll(s: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return F.softplus(-s) + F.softplus(g) - log_num
 
 
-def objective_loss(output: ModelOutput, config: ObjectiveConfig, *, step: int = 0) -> torch.Tensor:
+def objective_loss(output: ModelOutput, config: TrainConfig, *, step: int = 0) -> torch.Tensor:
     """Mean loss of one batch.
 
     Args:
         output: scores (B, K) per head; column 0 observed, columns 1.. sampled unobserved.
-        config: which loss and its settings.
+        config: which loss and its settings (a :class:`~robustrec.config.TrainConfig`).
         step: global optimisation step (for losses with schedules).
     """
     scores = output.scores[PREFERENCE]
@@ -91,10 +68,10 @@ def objective_loss(output: ModelOutput, config: ObjectiveConfig, *, step: int = 
         return (F.softplus(-positive) + F.softplus(negative).sum(1)).mean() + reg
     if config.loss == "nbpo":
         # Yu & Qin 2020, eq. 9: observed: R(1-phi); unvoted: (1-R) + R·phi; R = sigma(s), phi = sigma(g)
-        flip = output.scores[FLIP] + math.log(config.flip_prior / (1 - config.flip_prior))
-        g_pos, g_neg = flip[:, 0], flip[:, 1:]
+        g = output.scores[PHI] + math.log(config.phi_prior / (1 - config.phi_prior))
+        g_pos, g_neg = g[:, 0], g[:, 1:]
         nll = F.softplus(-positive) + F.softplus(g_pos) + nbpo_unvoted_nll(negative, g_neg).sum(1)
-        return nll.mean() + reg + config.flip_l2 * output.sq_norms[FLIP]
+        return nll.mean() + reg + config.phi_l2 * output.sq_norms[PHI]
     if config.loss == "tce":
         # Wang et al. 2021, T-CE: drop the floor(drop(step)·B) largest-loss positives of the batch
         pos_loss = F.softplus(-positive)
@@ -108,4 +85,4 @@ def objective_loss(output: ModelOutput, config: ObjectiveConfig, *, step: int = 
         w_pos = torch.sigmoid(positive).detach().pow(config.rce_beta)
         w_neg = torch.sigmoid(-negative).detach().pow(config.rce_beta)
         return (w_pos * F.softplus(-positive) + (w_neg * F.softplus(negative)).sum(1)).mean() + reg
-    raise AssertionError(f"unhandled loss {config.loss!r}")  # __post_init__ validates names
+    raise AssertionError(f"unhandled loss {config.loss!r}")  # TrainConfig validates names

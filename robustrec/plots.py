@@ -18,13 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from robustrec.checkpoint import save_figure  # noqa: E402
-
-
-def _standardize_within_users(values: np.ndarray, users: np.ndarray) -> np.ndarray:
-    from robustrec.runs import standardize_within_users
-
-    return standardize_within_users(values, users)
+from robustrec.atomic import save_figure  # noqa: E402
+from robustrec.diagnostics import standardize_within_users  # noqa: E402
 
 
 def loss_distributions(
@@ -35,7 +30,7 @@ def loss_distributions(
     and z-scored within each user (``users`` (n,) the user of each interaction). Returns ``path``."""
     losses = np.asarray(losses, dtype=float)
     noise_mask = np.asarray(noise_mask, dtype=bool)
-    z = _standardize_within_users(losses, np.asarray(users))
+    z = standardize_within_users(losses, np.asarray(users))
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, values, label in ((axes[0], losses, "training loss (global)"),
                               (axes[1], z, "training loss z-scored within the user")):

@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from robustrec.config import TrainConfig
 
 SAMPLERS = ("uniform", "pld")
 
@@ -208,19 +212,11 @@ class PLDSampler(UniformSampler):
             yield users, np.concatenate([chosen[:, None], negatives], axis=1)
 
 
-def build_sampler(
-    name: str,
-    train: sp.csr_matrix,
-    *,
-    n_negatives: int = 1,
-    pld_pool_size: int = 5,
-    pld_temperature: float = 0.1,
-    pld_warmup_epochs: int = 5,
-) -> UniformSampler:
-    """The batch sampler called ``name`` (one of ``SAMPLERS``)."""
-    if name == "uniform":
-        return UniformSampler(train, n_negatives=n_negatives)
-    if name == "pld":
-        return PLDSampler(train, n_negatives=n_negatives, pool_size=pld_pool_size,
-                          temperature=pld_temperature, warmup_epochs=pld_warmup_epochs)
-    raise ValueError(f"unknown sampler {name!r}; expected one of {SAMPLERS}")
+def build_sampler(config: TrainConfig, train: sp.csr_matrix) -> UniformSampler:
+    """The batch sampler ``config.sampler`` (one of ``SAMPLERS``) with its settings from ``config``."""
+    if config.sampler == "uniform":
+        return UniformSampler(train, n_negatives=config.n_negatives)
+    if config.sampler == "pld":
+        return PLDSampler(train, n_negatives=config.n_negatives, pool_size=config.pld_pool_size,
+                          temperature=config.pld_temperature, warmup_epochs=config.pld_warmup_epochs)
+    raise ValueError(f"unknown sampler {config.sampler!r}; expected one of {SAMPLERS}")

@@ -7,7 +7,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,96 +15,17 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
-from robustrec import checkpoint
-from robustrec.evaluate import DEFAULT_KS, METRICS, ranking_metrics
-from robustrec.models import GRAPH_MODELS, MODELS, PREFERENCE, build_model
-from robustrec.objectives import FLIP, LOSSES, ObjectiveConfig, heads_for, objective_loss
-from robustrec.optim import OPTIMIZERS, check_optimizer, dense_parameters, fuse, load_optimizer_state, optimizer_state
-from robustrec.samplers import SAMPLERS, build_sampler
+from robustrec import atomic
+from robustrec.config import TrainConfig
+from robustrec.evaluate import ranking_metrics
+from robustrec.models import GRAPH_MODELS, PREFERENCE, build_model
+from robustrec.objectives import PHI, heads_for, objective_loss
+from robustrec.optim import dense_parameters, fuse, load_optimizer_state, optimizer_state
+from robustrec.samplers import build_sampler
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.pt"
-
-
-@dataclass
-class TrainConfig:
-    """Everything that determines a training run (written to RUN_DIR/config.json)."""
-
-    model: str = field(default="mf", metadata={"help": f"backbone, one of {MODELS}"})
-    loss: str = field(default="bpr", metadata={"help": f"objective, one of {LOSSES}"})
-    sampler: str = field(default="uniform", metadata={"help": f"batch sampler, one of {SAMPLERS}"})
-    dim: int = field(default=64, metadata={"help": "embedding dimension"})
-    epochs: int = field(default=30, metadata={"help": "maximum number of passes over the training interactions"})
-    batch_size: int = field(default=4096, metadata={"help": "observed interactions per batch"})
-    lr: float = field(default=0.05, metadata={"help": "learning rate of the fused table optimizer"})
-    optimizer: str = field(default="rowwise_adagrad", metadata={"help": f"one of {OPTIMIZERS}"})
-    l2: float = field(default=1e-4, metadata={"help": "L2 weight on the batch's embeddings"})
-    n_negatives: int = field(default=1, metadata={"help": "sampled unobserved items per observed one"})
-    init_std: float = field(default=0.1, metadata={"help": "std of the normal initialisation of the tables"})
-    flip_l2: float = field(default=0.1, metadata={"help": "nbpo: L2 weight on the flip factors (lambda_phi); keep it "
-                                                          "~1000x l2 or phi learns the interaction pattern itself"})
-    flip_dim: int = field(default=0, metadata={"help": "nbpo: dimension of the flip factors (0: same as --dim); "
-                                                       "a small flip model is cheaper and stays a weak correction"})
-    flip_prior: float = field(default=0.1, metadata={"help": "nbpo: phi where the flip factors are 0 (its start value)"})
-    tce_max_drop: float = field(default=0.2, metadata={"help": "tce: final share of each batch's positives dropped"})
-    tce_warmup_steps: int = field(default=30_000, metadata={"help": "tce: steps for the drop rate to grow from 0"})
-    rce_beta: float = field(default=0.25, metadata={"help": "rce: exponent of the detached sigma(s)^beta weights"})
-    pld_pool_size: int = field(default=5, metadata={"help": "pld: observed candidates per row (k)"})
-    pld_temperature: float = field(default=0.1, metadata={"help": "pld: softmax temperature tau of the selection"})
-    pld_warmup_epochs: int = field(default=5, metadata={"help": "pld: epochs of plain uniform sampling first"})
-    n_layers: int = field(default=3, metadata={"help": "lightgcn: propagation layers"})
-    seed: int = field(default=0, metadata={"help": "seed of initialisation and sampling"})
-    eval_every: int = field(default=5, metadata={"help": "validate every this many epochs (0: never)"})
-    early_stop_metric: str = field(default="recall@20", metadata={"help": "validation metric to maximise"})
-    patience: int = field(default=3, metadata={"help": "validations without improvement before stopping"})
-    ks: tuple[int, ...] = field(default=DEFAULT_KS, metadata={"help": "cut-offs of the ranking metrics"})
-    device: str = field(default="cpu", metadata={"help": "torch device"})
-
-    def __post_init__(self) -> None:
-        self.ks = tuple(int(k) for k in self.ks)
-        choices = {"model": MODELS, "loss": LOSSES, "sampler": SAMPLERS, "optimizer": OPTIMIZERS}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"unknown {name} {getattr(self, name)!r}; expected one of {allowed}")
-        for name in ("dim", "epochs", "batch_size", "n_negatives", "pld_pool_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("dim", "flip_dim"):
-            if getattr(self, name) % 4 or getattr(self, name) < 0:
-                raise ValueError(
-                    f"{name} must be a multiple of 4 (FBGEMM's fused embedding kernels), got {getattr(self, name)}"
-                )
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a positive number, got {self.lr}")
-        metric, _, k = self.early_stop_metric.partition("@")
-        if metric not in METRICS or not k.isdigit():
-            raise ValueError(
-                f"early_stop_metric {self.early_stop_metric!r} must look like METRIC@K with METRIC in {METRICS}"
-            )
-        if int(k) not in self.ks:
-            self.ks = tuple(sorted(set(self.ks) | {int(k)}))
-        if self.pld_temperature <= 0 or self.pld_warmup_epochs < 0 or self.n_layers < 0:
-            raise ValueError("need pld_temperature > 0, pld_warmup_epochs >= 0 and n_layers >= 0")
-        check_optimizer(self.optimizer, torch.device(self.device))
-        self.objective()  # validates the loss settings
-
-    def objective(self) -> ObjectiveConfig:
-        return ObjectiveConfig(
-            loss=self.loss, l2=self.l2, flip_l2=self.flip_l2, flip_prior=self.flip_prior,
-            tce_max_drop=self.tce_max_drop, tce_warmup_steps=self.tce_warmup_steps, rce_beta=self.rce_beta,
-        )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
-        return cls(**data)
 
 
 @dataclass
@@ -120,8 +41,8 @@ def new_model(config: TrainConfig, n_users: int, n_items: int, train: sp.spmatri
     """The untrained model of ``config``; graph models (LightGCN) need the training matrix ``train``."""
     torch.manual_seed(config.seed)
     extra = {"train": train, "n_layers": config.n_layers} if config.model in GRAPH_MODELS else {}
-    if config.flip_dim:
-        extra["head_dims"] = {FLIP: config.flip_dim}
+    if config.phi_dim:
+        extra["head_dims"] = {PHI: config.phi_dim}
     return build_model(
         config.model, n_users, n_items, config.dim,
         heads=heads_for(config.loss), init_std=config.init_std, device=torch.device(config.device), **extra,
@@ -155,11 +76,7 @@ def fit(
     model = fuse(new_model(config, n_users, n_items, train), optimizer=config.optimizer, lr=config.lr, device=device)
     dense = dense_parameters(model)
     dense_optimizer = torch.optim.Adam(dense, lr=config.lr) if dense else None
-    objective = config.objective()
-    sampler = build_sampler(
-        config.sampler, train, n_negatives=config.n_negatives, pld_pool_size=config.pld_pool_size,
-        pld_temperature=config.pld_temperature, pld_warmup_epochs=config.pld_warmup_epochs,
-    )
+    sampler = build_sampler(config, train)
     rng = np.random.default_rng(config.seed)
 
     def score_fn(users: np.ndarray, items: np.ndarray) -> np.ndarray:  # no-gradient scores for the sampler
@@ -170,7 +87,7 @@ def fit(
     best_value, best_epoch, best_state, stale = -math.inf, None, None, 0
     ckpt_path = Path(run_dir) / CHECKPOINT_FILE if run_dir is not None else None
     if resume and ckpt_path is not None and ckpt_path.exists():
-        state = checkpoint.load_torch(ckpt_path)
+        state = atomic.load_torch(ckpt_path)
         if state["config"] != config.to_dict():
             raise ValueError(f"{ckpt_path} was written by a different configuration; refusing to resume")
         model.load_state_dict(state["model"])
@@ -195,7 +112,7 @@ def fit(
         bar = tqdm(batches, total=n_batches, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
         for users, items in bar:
             output = model(torch.from_numpy(users).to(device), torch.from_numpy(items).to(device))
-            loss = objective_loss(output, objective, step=step)
+            loss = objective_loss(output, config, step=step)
             value = loss.item()
             if not math.isfinite(value):
                 raise FloatingPointError(
@@ -225,7 +142,7 @@ def fit(
             shown = {k: round(v, 4) for k, v in record.items() if k in ("loss", f"valid_{config.early_stop_metric}")}
             tqdm.write(f"epoch {epoch}: {shown}")
         if ckpt_path is not None:
-            checkpoint.save_torch(
+            atomic.save_torch(
                 {
                     "config": config.to_dict(), "model": model.state_dict(), "optimizer": optimizer_state(model),
                     "rng": rng.bit_generator.state, "epoch": epoch, "step": step, "train_seconds": elapsed,

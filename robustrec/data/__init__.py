@@ -5,6 +5,7 @@
     >>> log = data.load("events.csv")                           # a log -> Interactions
     >>> split = data.random_holdout(log, test_fraction=0.2, seed=0)
     >>> split = data.synthetic.generate(n_users=1000, n_items=500, seed=0)
+    >>> prepared = data.prepare_data(data.DataSpec(path="log.csv", inject_noise=0.3))  # a run's data
 """
 
 from robustrec.data import synthetic
@@ -23,6 +24,7 @@ from robustrec.data.loaders import (
     load_parquet,
     load_split,
 )
+from robustrec.data.prepare import NOISE_SOURCES, DataSpec, PreparedData, inject_noise, prepare_data
 from robustrec.data.report import LoadReport
 from robustrec.data.split import Split, kcore, leave_last_out, random_holdout, temporal_cut
 
@@ -31,13 +33,17 @@ generate = synthetic.generate
 __all__ = [
     "COLUMN_ALIASES",
     "FORMATS",
+    "NOISE_SOURCES",
     "DataError",
+    "DataSpec",
     "Interactions",
     "LoadReport",
+    "PreparedData",
     "Split",
     "deca_noise_mask",
     "detect_format",
     "generate",
+    "inject_noise",
     "kcore",
     "leave_last_out",
     "load",
@@ -47,6 +53,7 @@ __all__ = [
     "load_nbpo_json",
     "load_parquet",
     "load_split",
+    "prepare_data",
     "random_holdout",
     "synthetic",
     "temporal_cut",

@@ -3,7 +3,7 @@
 The tables hold the *ego* embeddings E⁰ (users and items). Scores are dot products of
 the layer mean ``(E⁰ + Â E⁰ + … + Â^K E⁰) / (K + 1)``, with Â = D^{-1/2} A D^{-1/2} the
 symmetrically normalised adjacency of the bipartite user-item graph of the TRAINING
-matrix (eq. 7-8 of the paper). Every head (e.g. NBPO's "flip") is propagated alike.
+matrix (eq. 7-8 of the paper). Every head (e.g. NBPO's "phi") is propagated alike.
 """
 
 from __future__ import annotations

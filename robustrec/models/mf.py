@@ -37,10 +37,10 @@ class MatrixFactorization(nn.Module):
         n_users, n_items: table sizes.
         dim: embedding dimension.
         heads: factorisations learned jointly; "preference" is the one ranked at
-            evaluation, others (e.g. NBPO's "flip") are used by their objective only.
+            evaluation, others (e.g. NBPO's "phi") are used by their objective only.
         init_std: normal initialisation scale.
         init_mean: optional per-head initialisation mean.
-        head_dims: optional per-head dimension overriding ``dim`` (e.g. NBPO's flip model).
+        head_dims: optional per-head dimension overriding ``dim`` (e.g. NBPO's phi model).
     """
 
     def __init__(

@@ -26,10 +26,10 @@ class SideTables(nn.Module):
         side: "user" or "item".
         num_rows: number of users or items.
         dim: embedding dimension.
-        heads: names of the factorisations, e.g. ("preference",) or ("preference", "flip").
+        heads: names of the factorisations, e.g. ("preference",) or ("preference", "phi").
         init_std: standard deviation of the normal initialisation.
         init_mean: per-head mean of the initialisation (default 0).
-        head_dims: per-head embedding dimension overriding ``dim`` (e.g. a small NBPO flip model).
+        head_dims: per-head embedding dimension overriding ``dim`` (e.g. a small NBPO phi model).
     """
 
     def __init__(

@@ -5,7 +5,7 @@ options keyword-only; every estimator returns an :class:`Estimate` (value, boots
 
 - :mod:`.confident_learning`: Northcutt et al. (JAIR 2021) thresholds, confident joint, joint, noise matrix.
 - :mod:`.flip_rate`: flip rate ε of preference pairs (agreement, Dawid–Skene, scorer, confident learning).
-- :mod:`.implicit`: noisy share of observed positives (Storey's π0 on p-values; per-user loss mixture), PU label
+- :mod:`.implicit_feedback`: noisy share of observed positives (Storey's π0 on p-values; per-user loss mixture), PU label
   frequency.
 - :mod:`.inject`: flips and PLD-style added interactions with the injected mask kept.
 """
@@ -42,7 +42,7 @@ from .flip_rate import (
     pairwise_agreement,
     preference_codes,
 )
-from .implicit import (
+from .implicit_feedback import (
     STOREY_LAMBDAS,
     VALUE_KINDS,
     LossMixture,

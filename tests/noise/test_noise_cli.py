@@ -1,7 +1,8 @@
 """``python -m robustrec noise {estimate,flag}`` end to end on small synthetic logs, and its glue.
 
 Runs are tiny (synthetic default at 400 users × 300 items, 2 folds, 5 epochs, dim 32 — the CLI's defaults of 5
-folds × 40 epochs × dim 64 are for real logs) so the file stays under 90 s on 2 shared cores. A model that small is weak (noise-score AUC ≈ 0.6), and the noisy-share *estimate* is only as
+folds × 20 epochs × dim 64 are for real logs) so the file stays under 90 s on 2 shared cores. A model that small
+is weak (noise-score AUC ≈ 0.6), and the noisy-share *estimate* is only as
 good as the cross-fitted model (see benchmarks/results/noise_estimates.md for real-size numbers), so these
 tests check the plumbing and the ranking, not the estimate's accuracy: JSON keys, injected share = injected /
 all, files written and ranked, cleaned log smaller by exactly the stated count, and injected interactions
@@ -15,7 +16,7 @@ import pandas as pd
 import pytest
 
 from robustrec.cli import main
-from robustrec.noise_cli import fold_assignment, interaction_losses, sample_unobserved
+from robustrec.crossfit import fold_assignment, interaction_losses, sampled_unobserved
 
 SMALL = ["--synthetic-users", "400", "--synthetic-items", "300", "--folds", "2", "--epochs", "5", "--dim", "32",
          "--batch-size", "512", "--resamples", "10"]
@@ -167,7 +168,7 @@ def test_sampled_negatives_are_unobserved():
     m = sp.random(30, 40, density=0.5, format="csr", random_state=0)
     m.data[:] = 1
     users = np.repeat(np.arange(30), 5)
-    neg = sample_unobserved(m, users, 20, np.random.default_rng(0))
+    neg = sampled_unobserved(m, users, 20, np.random.default_rng(0))
     assert not m.toarray()[users[:, None], neg].any()
 
 

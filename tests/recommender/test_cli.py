@@ -51,3 +51,29 @@ def test_bad_data_is_a_clear_error_without_outputs(tmp_path, capsys):
 def test_module_entry_point_runs():
     done = subprocess.run([sys.executable, "-m", "robustrec", "train", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "--loss" in done.stdout
+
+
+def test_old_flip_flags_still_work_with_a_warning(tmp_path):
+    from robustrec.cli import build_parser
+    from robustrec.cli.options import from_namespace
+    from robustrec.config import TrainConfig
+
+    with pytest.warns(FutureWarning, match="--flip-l2 is deprecated; use --phi-l2"):
+        args = build_parser().parse_args(["train", "--flip-l2", "0.5", "--flip-dim", "8"])
+    config = from_namespace(TrainConfig, args)
+    assert config.phi_l2 == 0.5 and config.phi_dim == 8
+
+
+def test_config_json_of_version_0_1_loads(tmp_path):
+    from robustrec.config import TrainConfig
+
+    with pytest.warns(FutureWarning, match="flip_prior"):
+        config = TrainConfig.from_dict({"loss": "nbpo", "flip_prior": 0.2})
+    assert config.phi_prior == 0.2
+    with pytest.raises(ValueError, match="unknown TrainConfig fields: \\['nope'\\]"):
+        TrainConfig.from_dict({"nope": 1})
+
+
+def test_validation_errors_name_the_flag(capsys):
+    assert main(["-q", "train", "--phi-prior", "1.5", "--out", "unused"]) == 2
+    assert "--phi-prior must be in (0, 1), got 1.5" in capsys.readouterr().err

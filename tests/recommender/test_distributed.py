@@ -8,7 +8,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from robustrec.models import MatrixFactorization
-from robustrec.objectives import ObjectiveConfig, objective_loss
+from robustrec.config import TrainConfig
+from robustrec.objectives import objective_loss
 
 N_USERS, N_ITEMS, DIM, WORLD = 40, 60, 8, 2
 
@@ -38,7 +39,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     users, items = _batch(rank)
     before = sharded(users, items).scores["preference"].detach()
     expected = reference(users, items).scores["preference"].detach()
-    loss = objective_loss(sharded(users, items), ObjectiveConfig(loss="bpr"))
+    loss = objective_loss(sharded(users, items), TrainConfig(loss="bpr"))
     loss.backward()
     after = sharded(users, items).scores["preference"].detach()
     plan = str(sharded.plan)

@@ -6,7 +6,8 @@ import scipy.sparse as sp
 import torch
 
 from robustrec.models import build_model, normalized_adjacency
-from robustrec.training import TrainConfig, fit
+from robustrec.config import TrainConfig
+from robustrec.training import fit
 
 
 def _graph():

@@ -9,14 +9,15 @@ import torch
 
 from robustrec import data
 from robustrec.cli import main
-from robustrec.runs import DataSpec, load_data, noise_diagnostics, prepare_data
+from robustrec.data import DataSpec, prepare_data
+from robustrec.diagnostics import noise_diagnostics
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def test_injected_noise_is_on_train_only_and_masked():
     spec = DataSpec(synthetic_users=300, synthetic_items=200, inject_noise=0.5, seed=4)
-    clean = load_data(DataSpec(synthetic_users=300, synthetic_items=200, seed=4))
+    clean = prepare_data(DataSpec(synthetic_users=300, synthetic_items=200, seed=4)).split
     prepared = prepare_data(spec)
     split, mask = prepared.split, prepared.noise_mask
     assert prepared.noise_source == "injected"
@@ -27,7 +28,7 @@ def test_injected_noise_is_on_train_only_and_masked():
     users, items = split.train.coo()
     was_there = np.asarray(clean.train.matrix[users, items]).ravel() > 0
     np.testing.assert_array_equal(was_there, ~mask)
-    assert load_data(spec).train == split.train  # same split whenever rebuilt from the spec
+    assert prepare_data(spec).split.train == split.train  # same split whenever rebuilt from the spec
 
 
 def test_deca_real_noise_mask(shared_data):

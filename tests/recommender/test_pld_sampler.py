@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from robustrec.config import TrainConfig
 from robustrec.samplers import SAMPLERS, PLDSampler, UniformSampler, build_sampler
 
 
@@ -17,10 +18,10 @@ def _train(seed=0, n_users=40, n_items=60, density=0.15):
 
 def test_names_build_their_sampler():
     assert SAMPLERS == ("uniform", "pld")
-    assert type(build_sampler("uniform", _train())) is UniformSampler
-    assert isinstance(build_sampler("pld", _train()), PLDSampler)
+    assert type(build_sampler(TrainConfig(sampler="uniform"), _train())) is UniformSampler
+    assert isinstance(build_sampler(TrainConfig(sampler="pld"), _train()), PLDSampler)
     with pytest.raises(ValueError, match="uniform"):
-        build_sampler("nope", _train())
+        build_sampler(TrainConfig(sampler="nope"), _train())
 
 
 def test_candidates_are_the_users_positives_distinct_when_enough():

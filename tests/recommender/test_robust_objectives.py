@@ -10,22 +10,23 @@ import torch.nn.functional as F
 from robustrec import data
 from robustrec.evaluate import ranking_metrics
 from robustrec.models import PREFERENCE, ModelOutput
-from robustrec.objectives import FLIP, LOSSES, ObjectiveConfig, heads_for, objective_loss, tce_drop_rate
-from robustrec.runs import inject_noise
-from robustrec.training import TrainConfig, fit
+from robustrec.config import TrainConfig
+from robustrec.data import inject_noise
+from robustrec.objectives import LOSSES, PHI, heads_for, objective_loss, tce_drop_rate
+from robustrec.training import fit
 
 SCORES = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0], [-1.5, -0.3, 0.2], [0.7, -2.0, 1.1]])
 
 
-def _output(scores, flip=None, sq=0.0, flip_sq=0.0):
-    flip = torch.zeros_like(scores) if flip is None else flip
-    return ModelOutput({PREFERENCE: scores, FLIP: flip}, {PREFERENCE: torch.tensor(sq), FLIP: torch.tensor(flip_sq)})
+def _output(scores, phi=None, sq=0.0, phi_sq=0.0):
+    phi = torch.zeros_like(scores) if phi is None else phi
+    return ModelOutput({PREFERENCE: scores, PHI: phi}, {PREFERENCE: torch.tensor(sq), PHI: torch.tensor(phi_sq)})
 
 
 def _loss(name, scores=SCORES, step=0, **kwargs):
     kwargs.setdefault("l2", 0.0)
-    out = _output(scores, kwargs.pop("flip", None), kwargs.pop("sq", 0.0), kwargs.pop("flip_sq", 0.0))
-    return objective_loss(out, ObjectiveConfig(loss=name, **kwargs), step=step).item()
+    out = _output(scores, kwargs.pop("phi", None), kwargs.pop("sq", 0.0), kwargs.pop("phi_sq", 0.0))
+    return objective_loss(out, TrainConfig(loss=name, **kwargs), step=step).item()
 
 
 def test_bpo_is_the_pointwise_likelihood():
@@ -34,7 +35,7 @@ def test_bpo_is_the_pointwise_likelihood():
 
 def test_nbpo_with_phi_fixed_at_zero_equals_bpo():
     never_flips = torch.full_like(SCORES, -math.inf)  # g = -inf: phi = 0
-    assert _loss("nbpo", flip=never_flips, flip_sq=3.0, flip_l2=0.0) == pytest.approx(_loss("bpo"), rel=1e-6)
+    assert _loss("nbpo", phi=never_flips, phi_sq=3.0, phi_l2=0.0) == pytest.approx(_loss("bpo"), rel=1e-6)
 
 
 def test_nbpo_matches_the_likelihood_by_hand():
@@ -46,22 +47,22 @@ def test_nbpo_matches_the_likelihood_by_hand():
     r = [sig(v) for v in s[0].tolist()]
     phi = [sig(v + offset) for v in g[0].tolist()]
     expected = -math.log(r[0] * (1 - phi[0])) - sum(math.log(1 - r[j] + r[j] * phi[j]) for j in (1, 2))
-    got = _loss("nbpo", scores=s, flip=g, flip_prior=prior, flip_l2=0.0)
+    got = _loss("nbpo", scores=s, phi=g, phi_prior=prior, phi_l2=0.0)
     assert got == pytest.approx(expected, rel=1e-6)
-    # lambda_r on the preference embeddings, lambda_phi on the flip embeddings
-    regularised = _loss("nbpo", scores=s, flip=g, flip_prior=prior, l2=0.5, flip_l2=2.0, sq=1.0, flip_sq=3.0)
+    # lambda_r on the preference embeddings, lambda_phi on the phi embeddings
+    regularised = _loss("nbpo", scores=s, phi=g, phi_prior=prior, l2=0.5, phi_l2=2.0, sq=1.0, phi_sq=3.0)
     assert regularised - got == pytest.approx(0.5 * 1.0 + 2.0 * 3.0, rel=1e-5)
 
 
 def test_nbpo_unvoted_loss_is_stable_for_extreme_scores():
     s = torch.tensor([[0.0, 80.0, -80.0], [0.0, 30.0, 30.0]])
     g = torch.tensor([[0.0, 80.0, -80.0], [0.0, -30.0, 60.0]])
-    value = _loss("nbpo", scores=s, flip=g, flip_l2=0.0)
+    value = _loss("nbpo", scores=s, phi=g, phi_l2=0.0)
     assert math.isfinite(value)
 
 
-def test_nbpo_learns_a_flip_head():
-    assert heads_for("nbpo") == (PREFERENCE, FLIP)
+def test_nbpo_learns_a_phi_head():
+    assert heads_for("nbpo") == (PREFERENCE, PHI)
     assert all(heads_for(name) == (PREFERENCE,) for name in LOSSES if name != "nbpo")
 
 
@@ -80,7 +81,7 @@ def test_tce_drops_the_largest_loss_positives_by_hand():
 
 
 def test_tce_drop_rate_grows_linearly():
-    config = ObjectiveConfig(loss="tce", tce_max_drop=0.2, tce_warmup_steps=30_000)
+    config = TrainConfig(loss="tce", tce_max_drop=0.2, tce_warmup_steps=30_000)
     assert [tce_drop_rate(config, s) for s in (0, 15_000, 30_000, 90_000)] == pytest.approx([0, 0.1, 0.2, 0.2])
 
 
@@ -91,7 +92,7 @@ def test_rce_with_beta_zero_equals_bce():
 def test_rce_weights_by_hand_and_detached():
     s = torch.tensor([[1.0, 2.0]], requires_grad=True)
     beta = 1.0
-    loss = objective_loss(_output(s), ObjectiveConfig(loss="rce", l2=0.0, rce_beta=beta))
+    loss = objective_loss(_output(s), TrainConfig(loss="rce", l2=0.0, rce_beta=beta))
     sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
     expected = sig(1.0) * -math.log(sig(1.0)) + (1 - sig(2.0)) * -math.log(1 - sig(2.0))
     assert loss.item() == pytest.approx(expected)
@@ -100,10 +101,10 @@ def test_rce_weights_by_hand_and_detached():
     assert s.grad[0, 0].item() == pytest.approx(-sig(1.0) * (1 - sig(1.0)))
 
 
-@pytest.mark.parametrize("bad", [dict(flip_prior=0.0), dict(tce_max_drop=1.0), dict(rce_beta=-1.0), dict(flip_l2=-1)])
+@pytest.mark.parametrize("bad", [dict(phi_prior=0.0), dict(tce_max_drop=1.0), dict(rce_beta=-1.0), dict(phi_l2=-1)])
 def test_bad_settings_are_errors(bad):
     with pytest.raises(ValueError):
-        ObjectiveConfig(loss="nbpo", **bad)
+        TrainConfig(loss="nbpo", **bad)
 
 
 @pytest.fixture(scope="module")
@@ -121,12 +122,13 @@ def _recall(config, split, train):
 
 
 def test_nbpo_does_not_collapse_below_bpr_under_injected_noise(noisy_synthetic):
-    """DESIGN.md's trap: a flip model regularised as lightly as the preference model learns the interaction
-    pattern itself and ranking collapses. With the default (strong) flip_l2 NBPO must stay at BPR's level."""
+    """The trap of docs/algorithms.md: a phi model regularised as lightly as the preference model learns the
+    interaction pattern itself and ranking collapses. With the default (strong) phi_l2 NBPO must stay at BPR's
+    level."""
     split, train, _ = noisy_synthetic
     common = dict(dim=32, epochs=10, batch_size=1024, lr=0.1, eval_every=0, seed=0)
     bpr = _recall(TrainConfig(loss="bpr", **common), split, train)
     nbpo = _recall(TrainConfig(loss="nbpo", **common), split, train)
     assert bpr > 0.1, f"BPR itself did not learn (recall@20 {bpr:.3f})"
-    # measured: BPR .329, NBPO .344; the trap (flip_l2 1e-4, flip_prior 0.5) gives .279 and fails here
+    # measured: BPR .329, NBPO .344; the trap (phi_l2 1e-4, phi_prior 0.5) gives .279 and fails here
     assert nbpo >= 0.95 * bpr, f"NBPO collapsed: recall@20 {nbpo:.3f} vs BPR {bpr:.3f}"

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from robustrec.models import ModelOutput
-from robustrec.objectives import LOSSES, ObjectiveConfig, objective_loss
+from robustrec.config import TrainConfig
+from robustrec.objectives import LOSSES, PHI, objective_loss
 from robustrec.samplers import UniformNegativeSampler, is_observed, positive_batches, positive_keys
 
 
@@ -39,16 +40,16 @@ def test_positive_batches_cover_each_interaction_once():
 
 
 def _output(scores, sq=0.0):
-    # every head a loss may read (NBPO's "flip" with zero factors: g = 0, no flip L2)
-    return ModelOutput({"preference": scores, "flip": torch.zeros_like(scores)},
-                       {"preference": torch.tensor(sq), "flip": torch.tensor(0.0)})
+    # every head a loss may read (NBPO's phi with zero factors: g = 0, no phi L2)
+    return ModelOutput({"preference": scores, PHI: torch.zeros_like(scores)},
+                       {"preference": torch.tensor(sq), PHI: torch.tensor(0.0)})
 
 
 def test_bpr_and_bce_values():
     scores = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
-    bpr = objective_loss(_output(scores), ObjectiveConfig(loss="bpr", l2=0.0))
+    bpr = objective_loss(_output(scores), TrainConfig(loss="bpr", l2=0.0))
     assert bpr.item() == pytest.approx(F.softplus(scores[:, 1:] - scores[:, :1]).mean().item())
-    bce = objective_loss(_output(scores), ObjectiveConfig(loss="bce", l2=0.0))
+    bce = objective_loss(_output(scores), TrainConfig(loss="bce", l2=0.0))
     expected = (-F.logsigmoid(scores[:, 0]) - F.logsigmoid(-scores[:, 1:]).sum(1)).mean()
     assert bce.item() == pytest.approx(expected.item())
 
@@ -56,14 +57,14 @@ def test_bpr_and_bce_values():
 @pytest.mark.parametrize("loss", LOSSES)
 def test_l2_adds_to_every_loss(loss):
     scores = torch.randn(4, 3)
-    plain = objective_loss(_output(scores, 0.0), ObjectiveConfig(loss=loss, l2=0.1))
-    regularised = objective_loss(_output(scores, 2.0), ObjectiveConfig(loss=loss, l2=0.1))
+    plain = objective_loss(_output(scores, 0.0), TrainConfig(loss=loss, l2=0.1))
+    regularised = objective_loss(_output(scores, 2.0), TrainConfig(loss=loss, l2=0.1))
     assert (regularised - plain).item() == pytest.approx(0.2)
 
 
 def test_unknown_loss_names_the_choices():
     with pytest.raises(ValueError, match="bpr"):
-        ObjectiveConfig(loss="hinge")
+        TrainConfig(loss="hinge")
 
 
 def test_exact_complement_draw_is_uniform_over_unobserved_items():

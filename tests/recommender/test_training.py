@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from robustrec import Recommender, data, ranking_metrics_at_k
-from robustrec.training import CHECKPOINT_FILE, TrainConfig, fit
+from robustrec.config import TrainConfig
+from robustrec.training import CHECKPOINT_FILE, fit
 
 
 @pytest.fixture(scope="module")

@@ -215,7 +215,7 @@ def noisy_share(
     on it; in-sample losses of a memorising model hide the noise); within a user, clean and noisy losses are
     roughly Gaussian with a common spread, the noisy ones higher; most of each user's interactions are clean.
     Known bias: with few interactions per user (10-60 in the tests) the per-user parameters absorb part of the
-    noise and π is underestimated by up to about 20% of its value (see tests/noise/test_implicit.py).
+    noise and π is underestimated by up to about 20% of its value (see tests/noise/test_noise_implicit.py).
 
     Args:
         losses: (n,) per-interaction losses (``kind="loss"``) or scores (``kind="score"``, lower = suspicious).

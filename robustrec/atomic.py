@@ -1,4 +1,8 @@
-"""Atomic writes: a file is either absent, the old version, or complete — never half-written."""
+"""Atomic writes for both packages: a file is either absent, the old version, or complete — never half-written.
+
+Each writer goes through :func:`atomic_write` (a temporary file beside the target, flushed, fsynced, then
+renamed onto it). torch and matplotlib are imported only by the writers that need them.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,6 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
-
-import torch
 
 
 def atomic_write(path: str | os.PathLike, write) -> Path:
@@ -29,6 +31,8 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
 
 
 def save_torch(obj: Any, path: Path) -> None:
+    import torch
+
     atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
@@ -42,6 +46,8 @@ def save_text(text: str, path: Path) -> None:
 
 
 def load_torch(path: Path) -> Any:
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)
 
 

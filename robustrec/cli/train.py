@@ -1,0 +1,59 @@
+"""``robustrec train``: train a recommender, evaluate it on the clean test set, write the run directory.
+
+Every option is a field of :class:`robustrec.config.TrainConfig` or :class:`robustrec.data.DataSpec`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from robustrec.cli.common import add_data_arguments, data_spec, print_metrics
+from robustrec.cli.options import add_dataclass_arguments, from_namespace
+from robustrec.config import DEPRECATED_NAMES, TrainConfig
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser("train", help="train a recommender and evaluate it on the clean test set",
+                                 description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_dataclass_arguments(parser, TrainConfig, deprecated=DEPRECATED_NAMES)
+    add_data_arguments(parser)
+    parser.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory to write")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    parser.add_argument("--sharded", action="store_true",
+                        help="shard the tables across the ranks of `torchrun --nproc_per_node N` (gloo on CPU)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from robustrec import runs
+
+    config = from_namespace(TrainConfig, args)
+    spec = data_spec(args, seed=config.seed)
+    if args.sharded:
+        return _run_sharded(config, spec, args)
+    metrics = runs.train_run(config, spec, args.out, resume=args.resume, progress=not args.quiet)
+    print_metrics(metrics, as_json=False)
+    print(f"wrote {args.out}/{runs.METRICS_FILE}")
+    return 0
+
+
+def _run_sharded(config: TrainConfig, spec, args: argparse.Namespace) -> int:
+    """One rank of ``torchrun ... -m robustrec train --sharded``: rank 0 writes RUN_DIR."""
+    import torch
+
+    from robustrec import distributed, runs
+
+    rank, world = distributed.init_from_env(torch.device(config.device))
+    with tempfile.TemporaryDirectory() as scratch:
+        out = args.out if rank == 0 else Path(scratch)
+        metrics = runs.train_run(config, spec, out, resume=args.resume, progress=not args.quiet and rank == 0,
+                                 write_plots=rank == 0, fit_fn=distributed.fit_sharded)
+    if rank == 0:
+        print_metrics({**metrics, "ranks": world}, as_json=False)
+        print(f"wrote {args.out}/{runs.METRICS_FILE}")
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+    return 0

@@ -1,0 +1,127 @@
+"""``TrainConfig``: everything that determines a training run, declared and validated once.
+
+Every field carries its help text; the CLI generates its flags from these fields
+(:mod:`robustrec.cli.options`), ``RUN_DIR/config.json`` stores them, and the objective and the samplers
+read their settings from the same object. Defaults come from the papers (see ``docs/algorithms.md``).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+
+from robustrec.evaluate import DEFAULT_KS, METRICS
+from robustrec.models import MODELS
+from robustrec.objectives import LOSSES
+from robustrec.optim import OPTIMIZERS
+from robustrec.samplers import SAMPLERS
+
+#: Names of 0.1 kept for one release: NBPO's φ head was called "flip" (``--flip-l2`` etc.).
+DEPRECATED_NAMES: dict[str, str] = {"flip_l2": "phi_l2", "flip_prior": "phi_prior", "flip_dim": "phi_dim"}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (written to RUN_DIR/config.json)."""
+
+    model: str = field(default="mf", metadata={"help": "backbone", "choices": MODELS})
+    loss: str = field(default="bpr", metadata={"help": "objective", "choices": LOSSES})
+    sampler: str = field(default="uniform", metadata={"help": "batch sampler", "choices": SAMPLERS})
+    dim: int = field(default=64, metadata={"help": "embedding dimension"})
+    epochs: int = field(default=30, metadata={"help": "maximum number of passes over the training interactions"})
+    batch_size: int = field(default=4096, metadata={"help": "observed interactions per batch"})
+    lr: float = field(default=0.05, metadata={"help": "learning rate of the fused table optimizer"})
+    optimizer: str = field(default="rowwise_adagrad", metadata={"help": "fused table optimizer",
+                                                                "choices": OPTIMIZERS})
+    l2: float = field(default=1e-4, metadata={"help": "L2 weight on the batch's preference embeddings "
+                                                      "(NBPO: lambda_r)"})
+    n_negatives: int = field(default=1, metadata={"help": "sampled unobserved items per observed one"})
+    init_std: float = field(default=0.1, metadata={"help": "std of the normal initialisation of the tables"})
+    phi_l2: float = field(default=0.1, metadata={"help": "nbpo: L2 weight on the phi factors (lambda_phi); keep it "
+                                                         "~1000x l2 or phi learns the interaction pattern itself"})
+    phi_dim: int = field(default=0, metadata={"help": "nbpo: dimension of the phi factors (0: same as --dim); "
+                                                      "a small phi model is cheaper and stays a weak correction"})
+    phi_prior: float = field(default=0.1, metadata={"help": "nbpo: phi where the phi factors are 0 (its start "
+                                                            "value), in (0, 1)"})
+    tce_max_drop: float = field(default=0.2, metadata={"help": "tce: final share of each batch's positives "
+                                                               "dropped, in [0, 1)"})
+    tce_warmup_steps: int = field(default=30_000, metadata={"help": "tce: steps for the drop rate to grow from 0"})
+    rce_beta: float = field(default=0.25, metadata={"help": "rce: exponent of the detached sigma(s)^beta weights"})
+    pld_pool_size: int = field(default=5, metadata={"help": "pld: observed candidates per row (k)"})
+    pld_temperature: float = field(default=0.1, metadata={"help": "pld: softmax temperature tau of the selection"})
+    pld_warmup_epochs: int = field(default=5, metadata={"help": "pld: epochs of plain uniform sampling first"})
+    n_layers: int = field(default=3, metadata={"help": "lightgcn: propagation layers"})
+    seed: int = field(default=0, metadata={"help": "seed of initialisation and sampling"})
+    eval_every: int = field(default=5, metadata={"help": "validate every this many epochs (0: never)"})
+    early_stop_metric: str = field(default="recall@20", metadata={"help": "validation metric to maximise"})
+    patience: int = field(default=3, metadata={"help": "validations without improvement before stopping"})
+    ks: tuple[int, ...] = field(default=DEFAULT_KS, metadata={"help": "cut-offs of the ranking metrics"})
+    device: str = field(default="cpu", metadata={"help": "torch device"})
+
+    def __post_init__(self) -> None:
+        import torch
+
+        from robustrec.optim import check_optimizer
+
+        self.ks = tuple(int(k) for k in self.ks)
+        check_choices(self)
+        for name in ("dim", "epochs", "batch_size", "n_negatives", "pld_pool_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("dim", "phi_dim"):
+            if getattr(self, name) % 4 or getattr(self, name) < 0:
+                raise ValueError(
+                    f"{name} must be a multiple of 4 (FBGEMM's fused embedding kernels), got {getattr(self, name)}"
+                )
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        for name in ("l2", "phi_l2", "rce_beta"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.phi_prior < 1:
+            raise ValueError(f"phi_prior must be in (0, 1), got {self.phi_prior}")
+        if not 0 <= self.tce_max_drop < 1:
+            raise ValueError(f"tce_max_drop must be in [0, 1), got {self.tce_max_drop}")
+        if self.tce_warmup_steps < 0:
+            raise ValueError(f"tce_warmup_steps must be >= 0, got {self.tce_warmup_steps}")
+        metric, _, k = self.early_stop_metric.partition("@")
+        if metric not in METRICS or not k.isdigit():
+            raise ValueError(
+                f"early_stop_metric {self.early_stop_metric!r} must look like METRIC@K with METRIC in {METRICS}"
+            )
+        if int(k) not in self.ks:
+            self.ks = tuple(sorted(set(self.ks) | {int(k)}))
+        if self.pld_temperature <= 0 or self.pld_warmup_epochs < 0 or self.n_layers < 0:
+            raise ValueError("need pld_temperature > 0, pld_warmup_epochs >= 0 and n_layers >= 0")
+        check_optimizer(self.optimizer, torch.device(self.device))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        """The config of ``data`` (e.g. config.json's ``"train"``); names of 0.1 are accepted with a warning."""
+        return cls(**upgrade_names(data, known={f.name for f in fields(cls)}, what="TrainConfig fields"))
+
+
+def check_choices(config) -> None:
+    """ValueError for a field whose value is not one of its ``metadata["choices"]``."""
+    for f in fields(config):
+        allowed = f.metadata.get("choices")
+        if allowed is not None and getattr(config, f.name) not in allowed:
+            raise ValueError(f"unknown {f.name} {getattr(config, f.name)!r}; expected one of {allowed}")
+
+
+def upgrade_names(values: dict, *, known: set[str], what: str) -> dict:
+    """``values`` with deprecated keys (:data:`DEPRECATED_NAMES`) renamed; a ValueError for unknown keys."""
+    out = {}
+    for key, value in values.items():
+        if key in DEPRECATED_NAMES:
+            warnings.warn(f"{key!r} is deprecated; use {DEPRECATED_NAMES[key]!r}", FutureWarning, stacklevel=3)
+            key = DEPRECATED_NAMES[key]
+        out[key] = value
+    unknown = set(out) - known
+    if unknown:
+        raise ValueError(f"unknown {what}: {sorted(unknown)}")
+    return out
