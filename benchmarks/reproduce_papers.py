@@ -79,7 +79,7 @@ def nbpo_amazon(args) -> None:
             config = replace(base, loss=loss, seed=seed, **extra)
             name = f"{loss} l2={extra['l2']}" + (f" prior={extra['phi_prior']}" if loss == "nbpo" else "")
             out = Path(args.work) / "nbpo-amazon" / f"seed{seed}" / name.replace(" ", "_")
-            frame = compare_runs([(name, config)], spec, out, seeds=(seed,), metric="ndcg@20")
+            frame = compare_runs([(name, config)], spec, out, seeds=(seed,), metric="ndcg@20", overwrite=True)
             history = pd.read_csv(out / "r0" / f"seed{seed}" / name.replace("/", "-") / "history.csv")
             row = frame.iloc[0].to_dict()
             row.update(loss=loss, setting=name, valid_ndcg20=history["valid_ndcg@20"].max(),
@@ -131,7 +131,7 @@ def pld_gowalla(args) -> None:
     named = [(method_name(c), c) for c in configs]
     work = Path(args.work) / "pld-gowalla"
     for seed in ([] if args.summarize_only else args.seeds):  # one seed over every ratio first
-        compare_runs(named, spec, work / f"seed{seed}{args.tag}", ratios=args.ratios, seeds=(seed,))
+        compare_runs(named, spec, work / f"seed{seed}{args.tag}", ratios=args.ratios, seeds=(seed,), overwrite=True)
         _gowalla_table(args, work, steps_per_epoch)
     if args.summarize_only:
         _gowalla_table(args, work, steps_per_epoch)
@@ -179,7 +179,7 @@ def deca(args) -> None:
         configs += [replace(base, model=model, loss=loss) for loss in ("bpr", "bpo", "nbpo", "tce", "rce")]
         configs.append(replace(base, model=model, loss="bpr", sampler="pld"))
     named = [(method_name(c), c) for c in configs]
-    runs = compare_runs(named, spec, Path(args.work) / "deca", seeds=args.seeds)
+    runs = compare_runs(named, spec, Path(args.work) / "deca", seeds=args.seeds, overwrite=True)
     table = summarize(runs)
     notes = [
         f"dim 64, batch {args.batch_size}, fused row-wise Adagrad lr 0.05, L2 1e-4, at most {args.epochs} epochs "

@@ -13,6 +13,14 @@ from pathlib import Path
 from typing import Any
 
 
+def follow_umask(path: str | os.PathLike, *, directory: bool = False) -> None:
+    """Give ``path`` the mode a plain ``open``/``mkdir`` would give it (0666/0777 minus the umask): ``mkstemp``
+    and ``mkdtemp`` create 0600/0700 whatever the umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, (0o777 if directory else 0o666) & ~mask)
+
+
 def atomic_write(path: str | os.PathLike, write) -> Path:
     """Call ``write(binary_handle)`` on a temporary file beside ``path``, then rename it onto ``path``."""
     path = Path(path)
@@ -23,6 +31,7 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        follow_umask(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -45,10 +54,30 @@ def save_text(text: str, path: Path) -> None:
     atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
-def load_torch(path: Path) -> Any:
+class UnreadableFileError(ValueError):
+    """A file exists but cannot be read back (truncated, corrupt, or not what it should be)."""
+
+
+def load_torch(path: Path, *, hint: str = "") -> Any:
+    """``torch.load`` of ``path`` (tensors and plain containers only) onto the CPU.
+
+    Raises:
+        FileNotFoundError: no such file. UnreadableFileError: a truncated or corrupt file, named, with ``hint``
+            (what to do about it) appended.
+    """
+    import pickle
+
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=True)
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UnreadableFileError(f"{path} is truncated or corrupt ({reason})" + (f"; {hint}" if hint else "")) \
+            from None
 
 
 def save_figure(fig, path: Path, *, dpi: int = 110) -> Path:

@@ -27,6 +27,7 @@ from robustrec.config import TrainConfig
 from robustrec.data import DataSpec, prepare_data
 from robustrec.models import MODELS
 from robustrec.objectives import LOSSES
+from robustrec.rundir import RunDirectory
 from robustrec.runs import train_run
 from robustrec.samplers import SAMPLERS
 
@@ -63,14 +64,31 @@ def compare_runs(
     seeds: Sequence[int] = (0,),
     metric: str = "recall@20",
     progress: bool = False,
+    overwrite: bool = False,
 ) -> pd.DataFrame:
     """Train every ``(name, config)`` for every noise ratio and seed on shared data; write the tables.
 
     ``seeds`` replace both ``config.seed`` and ``spec.seed`` (split and injected noise). Returns the
-    per-run frame (also ``out/runs.csv``); see :func:`summarize` for the summary.
+    per-run frame (also ``out/runs.csv``); see :func:`summarize` for the summary. ``out`` is a run directory
+    (:class:`~robustrec.rundir.RunDirectory`, finished by ``summary.md``): a finished comparison is replaced only
+    with ``overwrite``.
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with RunDirectory(out, finished=SUMMARY_MD, overwrite=overwrite) as run:
+        frame = _train_all(configs, spec, run.path, ratios=ratios, seeds=seeds, metric=metric, progress=progress)
+        first = frame.groupby(["inject_noise", "seed"])["seconds_per_epoch"].transform("first")
+        frame["time_ratio"] = frame["seconds_per_epoch"] / first
+        atomic.save_text(frame.to_csv(index=False), run.path / RUNS_FILE)
+        summary = summarize(frame, metric=metric)
+        atomic.save_text(summary.to_csv(index=False), run.path / SUMMARY_CSV)
+        if len(set(frame["inject_noise"])) > 1:
+            plots.metric_vs_noise(frame, run.path / CURVE_FILE, metric=metric)
+        atomic.save_text(to_markdown(summary) + "\n", run.path / SUMMARY_MD)  # last: the comparison is finished
+        run.publish()
+    return frame
+
+
+def _train_all(configs, spec: DataSpec, out: Path, *, ratios, seeds, metric: str, progress: bool) -> pd.DataFrame:
+    """One run directory per (noise ratio, seed, configuration) under ``out``; their metrics, one row each."""
     rows = []
     for ratio, seed in itertools.product(ratios, seeds):
         run_spec = replace(spec, inject_noise=float(ratio), seed=int(seed))
@@ -87,16 +105,7 @@ def compare_runs(
             log.info("%s r=%s seed=%s: %s=%.4f, %.2fs/epoch", name, ratio, seed, metric, metrics[metric],
                      metrics["seconds_per_epoch"])
             atomic.save_text(pd.DataFrame(rows).to_csv(index=False), out / RUNS_FILE)  # partial results
-    frame = pd.DataFrame(rows)
-    first = frame.groupby(["inject_noise", "seed"])["seconds_per_epoch"].transform("first")
-    frame["time_ratio"] = frame["seconds_per_epoch"] / first
-    atomic.save_text(frame.to_csv(index=False), out / RUNS_FILE)
-    summary = summarize(frame, metric=metric)
-    atomic.save_text(summary.to_csv(index=False), out / SUMMARY_CSV)
-    atomic.save_text(to_markdown(summary) + "\n", out / SUMMARY_MD)
-    if len(set(frame["inject_noise"])) > 1:
-        plots.metric_vs_noise(frame, out / CURVE_FILE, metric=metric)
-    return frame
+    return pd.DataFrame(rows)
 
 
 def summarize(frame: pd.DataFrame, *, metric: str = "recall@20") -> pd.DataFrame:

@@ -60,8 +60,6 @@ class TrainConfig:
     device: str = field(default="cpu", metadata={"help": "torch device"})
 
     def __post_init__(self) -> None:
-        import torch
-
         from robustrec.optim import check_optimizer
 
         self.ks = tuple(int(k) for k in self.ks)
@@ -85,16 +83,25 @@ class TrainConfig:
             raise ValueError(f"tce_max_drop must be in [0, 1), got {self.tce_max_drop}")
         if self.tce_warmup_steps < 0:
             raise ValueError(f"tce_warmup_steps must be >= 0, got {self.tce_warmup_steps}")
+        if not self.ks or min(self.ks) < 1:
+            raise ValueError(f"ks must be cut-offs >= 1, got {' '.join(map(str, self.ks))}")
         metric, _, k = self.early_stop_metric.partition("@")
-        if metric not in METRICS or not k.isdigit():
+        if metric not in METRICS or not k.isdigit() or int(k) < 1:
             raise ValueError(
-                f"early_stop_metric {self.early_stop_metric!r} must look like METRIC@K with METRIC in {METRICS}"
+                f"early_stop_metric {self.early_stop_metric!r} must look like METRIC@K with METRIC in {METRICS} "
+                "and K >= 1"
             )
+        if self.eval_every < 0:
+            raise ValueError(f"eval_every must be >= 0, got {self.eval_every}")
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience}")
+        if not (self.init_std > 0 and math.isfinite(self.init_std)):
+            raise ValueError(f"init_std must be a positive number, got {self.init_std}")
         if int(k) not in self.ks:
             self.ks = tuple(sorted(set(self.ks) | {int(k)}))
         if self.pld_temperature <= 0 or self.pld_warmup_epochs < 0 or self.n_layers < 0:
             raise ValueError("need pld_temperature > 0, pld_warmup_epochs >= 0 and n_layers >= 0")
-        check_optimizer(self.optimizer, torch.device(self.device))
+        check_optimizer(self.optimizer, check_device(self.device))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,12 +112,46 @@ class TrainConfig:
         return cls(**upgrade_names(data, known={f.name for f in fields(cls)}, what="TrainConfig fields"))
 
 
+def check_device(name: str):
+    """The ``torch.device`` called ``name``; a ValueError when it is malformed or not available here."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {name!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if device.type == "cuda":
+        if not torch.backends.cuda.is_built():
+            raise ValueError(f"device {name!r} is not available: this torch build has no CUDA support "
+                             "(install a CUDA build of torch, see README)")
+        if not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} is not available: no such GPU is visible")
+    elif device.type != "cpu":
+        raise ValueError(f"device {name!r} is not supported; use cpu or cuda")
+    return device
+
+
 def check_choices(config) -> None:
     """ValueError for a field whose value is not one of its ``metadata["choices"]``."""
     for f in fields(config):
         allowed = f.metadata.get("choices")
         if allowed is not None and getattr(config, f.name) not in allowed:
             raise ValueError(f"unknown {f.name} {getattr(config, f.name)!r}; expected one of {allowed}")
+
+
+def config_differences(old: dict, new: dict, *, allowed: tuple[str, ...] = ()) -> list[str]:
+    """``"name OLD -> NEW"`` for every key whose value differs between two config dicts (except ``allowed``)."""
+    keys = [k for k in dict.fromkeys([*old, *new]) if k not in allowed]
+    return [f"{k} {_show(old.get(k))} -> {_show(new.get(k))}" for k in keys
+            if _normalised(old.get(k)) != _normalised(new.get(k))]
+
+
+def _normalised(value):
+    return list(value) if isinstance(value, (tuple, list)) else value
+
+
+def _show(value) -> str:
+    return " ".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
 def upgrade_names(values: dict, *, known: set[str], what: str) -> dict:

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import asdict, fields
 from pathlib import Path
 
 import pandas as pd
 
 from robustrec import atomic, plots
-from robustrec.config import TrainConfig, upgrade_names
+from robustrec.atomic import UnreadableFileError
+from robustrec.config import TrainConfig, config_differences, upgrade_names
 from robustrec.data import DataSpec, PreparedData, prepare_data
 from robustrec.diagnostics import noise_diagnostics, training_losses
 from robustrec.evaluate import ranking_metrics
 from robustrec.models import PREFERENCE
-from robustrec.training import evaluate_model, fit, new_model
+from robustrec.rundir import FINISHED, RunDirectory
+from robustrec.training import CHECKPOINT_FILE, evaluate_model, fit, new_model
 
 log = logging.getLogger(__name__)
 
@@ -29,54 +32,87 @@ LOSS_PLOT_FILE = "loss_distribution.png"
 
 
 def train_run(
-    config: TrainConfig, spec: DataSpec, run_dir: Path, *, resume: bool = False, progress: bool = True,
-    prepared: PreparedData | None = None, write_plots: bool = True, fit_fn=fit,
+    config: TrainConfig, spec: DataSpec, run_dir: Path, *, resume: bool = False, overwrite: bool = False,
+    progress: bool = True, prepared: PreparedData | None = None, write_plots: bool = True, fit_fn=fit,
 ) -> dict[str, float]:
     """Train, evaluate on the clean test part, and write the run directory. Returns metrics.json's content.
 
-    ``prepared`` reuses data already built by :func:`~robustrec.data.prepare_data` from ``spec`` (e.g. by
-    ``compare``). With a known-noise mask, metrics.json also holds :func:`noise_diagnostics` and, with
+    The directory is a transaction (:class:`~robustrec.rundir.RunDirectory`): locked for the run; an unfinished
+    run continues only with ``resume``; a finished one is replaced only with ``overwrite`` (atomically, when the
+    new run has finished) or extended by more epochs with ``resume``. metrics.json is written last: it marks the
+    run finished. ``prepared`` reuses data already built by :func:`~robustrec.data.prepare_data` from ``spec``
+    (e.g. by ``compare``). With a known-noise mask, metrics.json also holds :func:`noise_diagnostics` and, with
     ``write_plots``, the clean-vs-noisy training-loss distributions are drawn (``loss_distribution.png``).
     ``fit_fn`` trains the model (:func:`robustrec.training.fit`, or :func:`robustrec.distributed.fit_sharded`
     under torchrun).
     """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    prepared = prepared or prepare_data(spec)
-    split = prepared.split
-    log.info("data: %r", split)
-    resolved = {"train": config.to_dict(), "data": asdict(spec)}
-    config_path = run_dir / CONFIG_FILE
-    if resume and config_path.exists():
-        previous = json.loads(config_path.read_text())
-        if previous != json.loads(json.dumps(resolved)):
-            raise ValueError(f"{config_path} differs from the requested configuration; refusing to resume")
-    atomic.save_json(resolved, config_path)
-    validation = split.validation.matrix if split.validation is not None else None
-    result = fit_fn(config, split.train.matrix, validation, run_dir=run_dir, resume=resume, progress=progress)
-    atomic.save_torch(result.model.state_dict(), run_dir / MODEL_FILE)
-    metrics = evaluate_model(result.model, split.train.matrix, split.test.matrix, config.ks)
-    metrics.update(
-        train_seconds=result.train_seconds,
-        epochs=result.epochs,
-        seconds_per_epoch=result.train_seconds / max(result.epochs, 1),
-        best_epoch=result.best_epoch,
-        n_users=split.n_users,
-        n_items=split.n_items,
-        n_train=split.train.n_interactions,
-        n_test=split.test.n_interactions,
-    )
-    if prepared.noise_mask is not None:
-        users_f, items_f = result.model.embedding_matrices(PREFERENCE)
-        losses = training_losses(users_f, items_f, split.train.matrix, seed=config.seed)
-        metrics.update(noise_source=prepared.noise_source,
-                       **noise_diagnostics(users_f, items_f, split.train.matrix, prepared.noise_mask, losses=losses))
-        if write_plots:
-            plots.loss_distributions(losses, prepared.noise_mask, split.train.coo()[0], run_dir / LOSS_PLOT_FILE,
-                                        title=f"{config.model}/{config.loss}/{config.sampler}")
-    atomic.save_json(metrics, run_dir / METRICS_FILE)
-    atomic.save_text(pd.DataFrame(result.history).to_csv(index=False), run_dir / HISTORY_FILE)
+    with RunDirectory(run_dir, finished=METRICS_FILE, resumable=CHECKPOINT_FILE, resume=resume,
+                      overwrite=overwrite) as run:
+        out = run.path
+        prepared = prepared or prepare_data(spec)
+        split = prepared.split
+        log.info("data: %r", split)
+        if split.test.n_interactions == 0:
+            raise ValueError(f"{prepared.source}: the test part is empty; nothing to evaluate (raise "
+                             "--test-fraction, or give data with test interactions)")
+        resolved = {"train": config.to_dict(), "data": asdict(spec)}
+        if resume:
+            _check_same_data(out / CONFIG_FILE, resolved["data"])
+        if run.state != FINISHED:  # an extended finished run keeps its config.json until it is republished
+            atomic.save_json(resolved, out / CONFIG_FILE)
+        validation = split.validation.matrix if split.validation is not None else None
+        result = fit_fn(config, split.train.matrix, validation, run_dir=out, resume=resume, progress=progress)
+        metrics = evaluate_model(result.model, split.train.matrix, split.test.matrix, config.ks)
+        not_finite = [key for key, value in metrics.items() if not math.isfinite(value)]
+        if not_finite:
+            raise FloatingPointError(f"the trained model gives non-finite {', '.join(not_finite)}; nothing saved")
+        metrics.update(
+            train_seconds=result.train_seconds,
+            epochs=result.epochs,
+            seconds_per_epoch=result.train_seconds / max(result.epochs, 1),
+            best_epoch=result.best_epoch,
+            n_users=split.n_users,
+            n_items=split.n_items,
+            n_train=split.train.n_interactions,
+            n_test=split.test.n_interactions,
+        )
+        if prepared.noise_mask is not None:
+            users_f, items_f = result.model.embedding_matrices(PREFERENCE)
+            losses = training_losses(users_f, items_f, split.train.matrix, seed=config.seed)
+            diagnostics = noise_diagnostics(users_f, items_f, split.train.matrix, prepared.noise_mask, losses=losses)
+            # a share or AUC that is undefined here (e.g. no clean interaction) is written as null, not NaN
+            metrics.update(noise_source=prepared.noise_source,
+                           **{k: (v if math.isfinite(v) else None) for k, v in diagnostics.items()})
+            if write_plots:
+                plots.loss_distributions(losses, prepared.noise_mask, split.train.coo()[0], out / LOSS_PLOT_FILE,
+                                         title=f"{config.model}/{config.loss}/{config.sampler}")
+        atomic.save_torch(result.model.state_dict(), out / MODEL_FILE)
+        atomic.save_text(pd.DataFrame(result.history).to_csv(index=False), out / HISTORY_FILE)
+        atomic.save_json(resolved, out / CONFIG_FILE)
+        atomic.save_json(metrics, out / METRICS_FILE)  # last: the run is finished
+        run.publish()
     return metrics
+
+
+def _check_same_data(config_path: Path, data: dict) -> None:
+    """ValueError naming each data setting that differs from the run's config.json (resuming needs the same data)."""
+    if not config_path.is_file():
+        return  # the checkpoint alone decides (fit checks the training settings)
+    previous = read_json(config_path, hint="start over with --overwrite")["data"]
+    differences = config_differences(previous, json.loads(json.dumps(data)))
+    if differences:
+        raise ValueError(f"--resume: the data settings differ from {config_path}: {'; '.join(differences)}")
+
+
+def read_json(path: Path, *, hint: str = "") -> dict:
+    """The JSON object in ``path``; UnreadableFileError naming the file (and ``hint``) when it is not one."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UnreadableFileError(f"{path} is not valid JSON ({error})" + (f"; {hint}" if hint else "")) from None
+    if not isinstance(value, dict):
+        raise UnreadableFileError(f"{path} holds a JSON {type(value).__name__}, not an object")
+    return value
 
 
 def load_run(run_dir: Path) -> tuple[TrainConfig, DataSpec]:
@@ -85,7 +121,9 @@ def load_run(run_dir: Path) -> tuple[TrainConfig, DataSpec]:
     for name in (CONFIG_FILE, MODEL_FILE):
         if not (run_dir / name).exists():
             raise FileNotFoundError(f"{run_dir / name} is missing; is {run_dir} a finished training run?")
-    resolved = json.loads((run_dir / CONFIG_FILE).read_text())
+    resolved = read_json(run_dir / CONFIG_FILE, hint="the run directory is damaged; retrain it")
+    if not {"train", "data"} <= set(resolved):
+        raise UnreadableFileError(f"{run_dir / CONFIG_FILE} lacks its 'train' or 'data' part; retrain the run")
     config = TrainConfig.from_dict(resolved["train"])
     return config, DataSpec(**upgrade_names(resolved["data"], known={f.name for f in fields(DataSpec)},
                                             what="DataSpec fields"))
@@ -94,9 +132,16 @@ def load_run(run_dir: Path) -> tuple[TrainConfig, DataSpec]:
 def evaluate_run(run_dir: Path, *, ks=None) -> dict[str, float]:
     """Re-evaluate a saved run on its clean test part (same split, rebuilt from config.json)."""
     run_dir = Path(run_dir)
+    if ks is not None and (not ks or min(ks) < 1):
+        raise ValueError(f"--k must be cut-offs >= 1, got {' '.join(map(str, ks))}")
     config, spec = load_run(run_dir)
     split = prepare_data(spec).split
     model = new_model(config, split.n_users, split.n_items, split.train.matrix)
-    model.load_state_dict(atomic.load_torch(run_dir / MODEL_FILE))
+    state = atomic.load_torch(run_dir / MODEL_FILE, hint="the run directory is damaged; retrain it")
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError) as error:
+        raise UnreadableFileError(f"{run_dir / MODEL_FILE} does not fit the model of {run_dir / CONFIG_FILE} "
+                                  f"({str(error).splitlines()[0]}); retrain the run") from None
     users, items = model.embedding_matrices(PREFERENCE)
     return ranking_metrics(users, items, split.train.matrix, split.test.matrix, ks=ks or config.ks)

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from robustrec import atomic
-from robustrec.config import TrainConfig
+from robustrec.config import TrainConfig, config_differences
 from robustrec.evaluate import ranking_metrics
 from robustrec.models import GRAPH_MODELS, PREFERENCE, build_model
 from robustrec.objectives import PHI, heads_for, objective_loss
@@ -28,6 +28,45 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
+#: A batch loss above this means training diverged: the objectives start near log 2 and only decrease when
+#: training works, so a loss a million times that is an explosion, not progress.
+DIVERGED_LOSS = 1e6
+#: An embedding entry above this in magnitude means the weights exploded (they start at N(0, init_std²)).
+DIVERGED_WEIGHT = 1e4
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss or the weights stopped being finite (or exploded); the message names where and what to change."""
+
+
+def check_loss(value: float, config: TrainConfig, *, epoch: int, step: int) -> None:
+    """TrainingDiverged when a batch loss is not finite or above :data:`DIVERGED_LOSS`."""
+    if not (math.isfinite(value) and abs(value) <= DIVERGED_LOSS):
+        raise TrainingDiverged(f"training diverged at epoch {epoch}, step {step}: loss {value:.4g}; lower --lr "
+                               f"(now {config.lr:g}) or raise --l2 (now {config.l2:g})")
+
+
+def check_weights(model: torch.nn.Module, config: TrainConfig, *, epoch: int) -> None:
+    """TrainingDiverged when a weight of ``model`` is not finite or above :data:`DIVERGED_WEIGHT` in magnitude."""
+    with torch.no_grad():
+        for name, weight in model.state_dict().items():
+            if weight.is_floating_point() and weight.numel():
+                largest = weight.abs().max().item()
+                if not (math.isfinite(largest) and largest <= DIVERGED_WEIGHT):
+                    raise TrainingDiverged(f"training diverged in epoch {epoch}: {name} reached {largest:.4g}; "
+                                           f"lower --lr (now {config.lr:g}) or raise --l2 (now {config.l2:g})")
+
+
+def check_resumable(saved: dict, config: TrainConfig, saved_epoch: int, path: Path) -> None:
+    """ValueError naming each setting of ``config`` that differs from the checkpoint's ``saved`` config; only
+    ``epochs`` may change (to extend a run), and not below the checkpoint's epoch."""
+    differences = config_differences(saved, config.to_dict(), allowed=("epochs",))
+    if differences:
+        raise ValueError(f"--resume: {path} was written by a different configuration: {'; '.join(differences)}")
+    if config.epochs < saved_epoch:
+        raise ValueError(f"--resume: --epochs {config.epochs} is below the checkpoint's epoch {saved_epoch}")
+
+
 @dataclass
 class FitResult:
     model: torch.nn.Module
@@ -35,6 +74,26 @@ class FitResult:
     epochs: int
     train_seconds: float
     best_epoch: int | None
+
+
+def checked_interactions(matrix, name: str) -> sp.csr_matrix:
+    """``matrix`` (n_users, n_items) as a binary CSR of its positive entries; a ValueError naming ``name`` when it
+    is empty or holds NaN, infinite or negative values (implicit feedback: an entry > 0 is an interaction)."""
+    try:
+        matrix = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be a (n_users, n_items) sparse matrix or array of numbers: {error}") from None
+    if matrix.ndim != 2 or 0 in matrix.shape:
+        raise ValueError(f"{name} has shape {matrix.shape}: it needs at least one user and one item")
+    if not np.isfinite(matrix.data).all():
+        raise ValueError(f"{name} holds NaN or infinite values")
+    if (matrix.data < 0).any():
+        raise ValueError(f"{name} holds negative values; implicit feedback is an interaction (> 0) or nothing")
+    matrix.eliminate_zeros()
+    if matrix.nnz == 0:
+        raise ValueError(f"{name} holds no interactions (shape {matrix.shape}, no entry > 0)")
+    matrix.data[:] = 1.0
+    return matrix
 
 
 def new_model(config: TrainConfig, n_users: int, n_items: int, train: sp.spmatrix | None = None) -> torch.nn.Module:
@@ -70,7 +129,7 @@ def fit(
     ``early_stop_metric``, and the best weights are returned. With ``run_dir`` a
     checkpoint is written atomically after every epoch; ``resume`` continues from it.
     """
-    train = sp.csr_matrix(train)
+    train = checked_interactions(train, "train")
     n_users, n_items = train.shape
     device = torch.device(config.device)
     model = fuse(new_model(config, n_users, n_items, train), optimizer=config.optimizer, lr=config.lr, device=device)
@@ -86,10 +145,12 @@ def fit(
     start_epoch, step, elapsed = 0, 0, 0.0
     best_value, best_epoch, best_state, stale = -math.inf, None, None, 0
     ckpt_path = Path(run_dir) / CHECKPOINT_FILE if run_dir is not None else None
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        state = atomic.load_torch(ckpt_path)
-        if state["config"] != config.to_dict():
-            raise ValueError(f"{ckpt_path} was written by a different configuration; refusing to resume")
+    if resume and ckpt_path is not None:
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"--resume: {ckpt_path} does not exist (the run stopped before its first epoch "
+                                    "ended); start over with --overwrite")
+        state = atomic.load_torch(ckpt_path, hint="start over with --overwrite")
+        check_resumable(state["config"], config, state["epoch"], ckpt_path)
         model.load_state_dict(state["model"])
         load_optimizer_state(model, state["optimizer"])
         rng.bit_generator.state = state["rng"]
@@ -114,10 +175,7 @@ def fit(
             output = model(torch.from_numpy(users).to(device), torch.from_numpy(items).to(device))
             loss = objective_loss(output, config, step=step)
             value = loss.item()
-            if not math.isfinite(value):
-                raise FloatingPointError(
-                    f"loss became {value} at epoch {epoch}, step {step}; lower --lr or raise --l2"
-                )
+            check_loss(value, config, epoch=epoch, step=step)
             if dense_optimizer is not None:
                 dense_optimizer.zero_grad()
             loss.backward()
@@ -126,6 +184,7 @@ def fit(
             total += value
             step += 1
         elapsed += time.perf_counter() - tic
+        check_weights(model, config, epoch=epoch)
         record = {"epoch": epoch, "loss": total / n_batches, "train_seconds": elapsed}
         if validation is not None and config.eval_every and epoch % config.eval_every == 0:
             model.eval()

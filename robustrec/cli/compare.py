@@ -21,9 +21,9 @@ from robustrec.objectives import LOSSES
 from robustrec.samplers import SAMPLERS
 
 
-def add_parser(commands) -> None:
-    parser = commands.add_parser("compare", help="train several configurations on the same split; one table",
-                                 description=__doc__.split("\n\n")[0],
+def add_parser(commands, parents=()) -> None:
+    parser = commands.add_parser("compare", parents=parents, description=__doc__.split("\n\n")[0],
+                                 help="train several configurations on the same split; one table",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["mf"], choices=MODELS)
     parser.add_argument("--losses", nargs="+", default=["bpr", "nbpo", "tce", "rce"], choices=LOSSES)
@@ -35,6 +35,8 @@ def add_parser(commands) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds (model, split and noise)")
     parser.add_argument("--metric", default="recall@20", help="metric of the summary's first column and the plot")
     parser.add_argument("--out", type=Path, default=Path("runs/compare"), help="directory to write")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the comparison in --out; the old one stays intact until the new one has finished")
     train_group = parser.add_argument_group("training options shared by every configuration")
     add_dataclass_arguments(train_group, TrainConfig, skip=VARIED, deprecated=DEPRECATED_NAMES)
     add_data_arguments(parser, skip=("seed", "inject_noise"))
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         config = from_namespace(TrainConfig, args, model=model, loss=loss, sampler=sampler, seed=args.seeds[0])
         configs.append((method_name(config), config))
     frame = compare_runs(configs, data_spec(args), args.out, ratios=args.ratios, seeds=args.seeds,
-                         metric=args.metric, progress=not args.quiet)
+                         metric=args.metric, progress=not args.quiet, overwrite=args.overwrite)
     print(to_markdown(summarize(frame, metric=args.metric)))
     print(f"wrote {args.out}/{SUMMARY_MD} ({len(frame)} runs)")
     return 0

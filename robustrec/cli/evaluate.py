@@ -9,9 +9,9 @@ from robustrec.cli.common import print_metrics
 from robustrec.evaluate import DEFAULT_KS
 
 
-def add_parser(commands) -> None:
-    parser = commands.add_parser("evaluate", help="re-evaluate a saved run on its clean test set",
-                                 description=__doc__.splitlines()[0])
+def add_parser(commands, parents=()) -> None:
+    parser = commands.add_parser("evaluate", parents=parents, description=__doc__.splitlines()[0],
+                                 help="re-evaluate a saved run on its clean test set")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--k", nargs="+", type=int, default=list(DEFAULT_KS), help="cut-offs")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

@@ -46,9 +46,9 @@ def _share(text: str) -> str | float:
     return value
 
 
-def add_parser(commands) -> None:
-    parser = commands.add_parser("noise", help="estimate the share of noisy interactions; flag the suspicious ones",
-                                 description=__doc__.split("\n\n")[0])
+def add_parser(commands, parents=()) -> None:
+    parser = commands.add_parser("noise", parents=parents, description=__doc__.split("\n\n")[0],
+                                 help="estimate the share of noisy interactions; flag the suspicious ones")
     sub = parser.add_subparsers(dest="noise_command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     add_data_arguments(common, skip=("seed", "test_fraction", "validation_fraction"))
@@ -62,10 +62,10 @@ def add_parser(commands) -> None:
     common.add_argument("--resamples", type=int, default=200, help="bootstrap resamples of the interval")
     common.add_argument("--json", action="store_true", help="print one JSON object (no progress)")
     common.add_argument("-q", "--quiet", dest="noise_quiet", action="store_true", help="no progress bars")
-    est = sub.add_parser("estimate", parents=[common], help="estimated share of noisy interactions with its interval",
+    est = sub.add_parser("estimate", parents=[common, *parents], help="estimated share of noisy interactions with its interval",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     est.set_defaults(run=run)
-    flag = sub.add_parser("flag", parents=[common], help="interactions ranked by noise score, and a cleaned log",
+    flag = sub.add_parser("flag", parents=[common, *parents], help="interactions ranked by noise score, and a cleaned log",
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     flag.add_argument("--out", type=Path, required=True, help="CSV of the ranked interactions to write")
     flag.add_argument("--clean-out", type=Path, default=None, help="cleaned log (default: OUT with .clean.csv)")
@@ -104,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
         clean_path = args.clean_out or _clean_path(args.out)
         if clean_path.resolve() == args.out.resolve():
             raise ValueError("--clean-out must differ from --out")
+        for flag, path in (("--out", args.out), ("--clean-out", clean_path)):
+            if path.is_dir():
+                raise ValueError(f"{flag} {path} is a folder; give the name of the CSV file to write")
     data = prepare_data(data_spec(args, seed=settings.seed))
     n = data.split.train.n_interactions
     if n < MIN_INTERACTIONS:

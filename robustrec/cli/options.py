@@ -101,7 +101,18 @@ def from_namespace(cls: type, namespace: argparse.Namespace, *, rename: dict[str
     try:
         return cls(**{**given, **values})
     except ValueError as error:
-        flags = {name: (rename or {}).get(name, flag_name(name)) for name in given}
-        pattern = r"(?<![\w-])(" + "|".join(sorted(map(re.escape, flags), key=len, reverse=True)) + r")(?![\w-])"
-        message = re.sub(pattern, lambda m: flags[m.group(1)], str(error)) if flags else str(error)
-        raise ValueError(message) from None
+        raise ValueError(_name_flags(str(error), {name: (rename or {}).get(name, flag_name(name)) for name in given}))\
+            from None
+
+
+def _name_flags(message: str, flags: dict[str, str]) -> str:
+    """``message`` with field names replaced by their flags: a snake_case name wherever it stands as a word, a
+    plain word (``device``, ``loss``) only where it starts the message (elsewhere it is likely just a word)."""
+    def replace(match: re.Match) -> str:
+        name = match.group(1)
+        return flags[name] if "_" in name or match.start() == 0 else name
+
+    if not flags:
+        return message
+    pattern = r"(?<![\w-])(" + "|".join(sorted(map(re.escape, flags), key=len, reverse=True)) + r")(?![\w-])"
+    return re.sub(pattern, replace, message)

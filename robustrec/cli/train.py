@@ -14,17 +14,20 @@ from robustrec.cli.options import add_dataclass_arguments, from_namespace
 from robustrec.config import DEPRECATED_NAMES, TrainConfig
 
 
-def add_parser(commands) -> None:
-    parser = commands.add_parser("train", help="train a recommender and evaluate it on the clean test set",
-                                 description=__doc__.splitlines()[0],
+def add_parser(commands, parents=()) -> None:
+    parser = commands.add_parser("train", parents=parents, description=__doc__.splitlines()[0],
+                                 help="train a recommender and evaluate it on the clean test set",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_dataclass_arguments(parser, TrainConfig, deprecated=DEPRECATED_NAMES)
     add_data_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory to write")
-    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its checkpoint (a finished run: with more --epochs)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run in --out; the old one stays intact until the new one has finished")
     parser.add_argument("--sharded", action="store_true",
                         help="shard the tables across the ranks of `torchrun --nproc_per_node N` (gloo on CPU)")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, on_interrupt=on_interrupt)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,10 +37,27 @@ def run(args: argparse.Namespace) -> int:
     spec = data_spec(args, seed=config.seed)
     if args.sharded:
         return _run_sharded(config, spec, args)
-    metrics = runs.train_run(config, spec, args.out, resume=args.resume, progress=not args.quiet)
+    metrics = runs.train_run(config, spec, args.out, resume=args.resume, overwrite=args.overwrite,
+                             progress=not args.quiet)
     print_metrics(metrics, as_json=False)
     print(f"wrote {args.out}/{runs.METRICS_FILE}")
     return 0
+
+
+def on_interrupt(args: argparse.Namespace) -> str:
+    """What Ctrl-C left: the last checkpoint and the command that continues from it."""
+    from robustrec.atomic import UnreadableFileError, load_torch
+    from robustrec.training import CHECKPOINT_FILE
+
+    if args.overwrite:
+        return f"{args.out} is unchanged (the replacement had not finished)"
+    checkpoint = args.out / CHECKPOINT_FILE
+    try:
+        epoch = load_torch(checkpoint)["epoch"]
+    except (FileNotFoundError, UnreadableFileError):
+        return f"no epoch had finished; nothing to resume in {args.out}"
+    command = " ".join(["robustrec", *args.argv, *([] if args.resume else ["--resume"])])
+    return f"the checkpoint of epoch {epoch} in {args.out} is intact; continue with: {command}"
 
 
 def _run_sharded(config: TrainConfig, spec, args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DataError"]
+__all__ = ["DataError", "undecodable"]
 
 _UNSET: Any = object()
 
@@ -50,3 +50,20 @@ class DataError(ValueError):
         if value is not _UNSET:
             message += f" (got {value!r})"
         super().__init__(message)
+
+
+def undecodable(path) -> DataError:
+    """DataError naming the file, the 1-based line and the first byte of a file that is not UTF-8 text (a binary
+    file, or another encoding). Reads the file again, on this error path only, to find that byte exactly."""
+    import gzip
+    from pathlib import Path
+
+    path = Path(path)
+    with (gzip.open if path.suffix.lower() == ".gz" else open)(path, "rb") as handle:
+        data = handle.read()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return DataError(f"not UTF-8 text: byte 0x{data[error.start]:02x} cannot be decoded (a binary file, or "
+                         "another encoding: convert it to UTF-8)", source=path, line=data.count(b"\n", 0, error.start) + 1)
+    return DataError("not UTF-8 text (convert it to UTF-8)", source=path)

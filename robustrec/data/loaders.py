@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from robustrec.data.errors import DataError
+from robustrec.data.errors import DataError, undecodable
 from robustrec.data.interactions import Interactions, _build, _from_frame
 from robustrec.data.report import LoadReport
 from robustrec.data.split import Split, random_holdout
@@ -251,6 +251,8 @@ def load_csv(
         sep = "\t" if path.name.lower().endswith((".tsv", ".tsv.gz")) else ","
     try:
         df = pd.read_csv(path, sep=sep, header=0 if has_header else None, skip_blank_lines=False)
+    except UnicodeDecodeError:
+        raise undecodable(path) from None
     except pd.errors.EmptyDataError:
         raise DataError("empty file", source=source) from None
     except pd.errors.ParserError as e:
@@ -363,7 +365,10 @@ def _require_dir(path: str | Path, fmt: str, files: tuple[str, ...]) -> Path:
 
 
 def _read_text(path: Path) -> str:
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise undecodable(path) from None
     if not text.strip():
         raise DataError("empty file", source=path)
     return text
