@@ -1,8 +1,9 @@
-"""A training run on disk: data spec + config in, RUN_DIR with config.json,
-checkpoint.pt, model.pt, metrics.json and history.csv out.
+"""A training run on disk: data spec + config in, RUN_DIR with config.json, checkpoint.pt, the saved
+recommender (:data:`robustrec.persistence.ARTEFACT_FILES`), metrics.json and history.csv out.
 
 Shared by the CLI and the Python API so that ``python -m robustrec evaluate RUN_DIR``
-rebuilds exactly the split a run was trained on (:func:`robustrec.data.prepare_data`).
+rebuilds exactly the split a run was trained on (:func:`robustrec.data.prepare_data`), and
+``Recommender.from_run(RUN_DIR)`` / ``python -m robustrec recommend RUN_DIR`` load the same model.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import math
 from dataclasses import asdict, fields
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from robustrec import atomic, plots
+from robustrec import atomic, persistence, plots
 from robustrec.atomic import UnreadableFileError
 from robustrec.config import TrainConfig, config_differences, upgrade_names
 from robustrec.data import DataSpec, PreparedData, prepare_data
@@ -27,7 +29,8 @@ from robustrec.training import CHECKPOINT_FILE, evaluate_model, fit, new_model
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE, MODEL_FILE, METRICS_FILE, HISTORY_FILE = "config.json", "model.pt", "metrics.json", "history.csv"
+CONFIG_FILE, METRICS_FILE, HISTORY_FILE = "config.json", "metrics.json", "history.csv"
+LEGACY_MODEL_FILE = "model.pt"  # the state_dict that runs of version 0.1 wrote instead of the saved recommender
 LOSS_PLOT_FILE = "loss_distribution.png"
 
 
@@ -86,7 +89,7 @@ def train_run(
             if write_plots:
                 plots.loss_distributions(losses, prepared.noise_mask, split.train.coo()[0], out / LOSS_PLOT_FILE,
                                          title=f"{config.model}/{config.loss}/{config.sampler}")
-        atomic.save_torch(result.model.state_dict(), out / MODEL_FILE)
+        persistence.save_trained(out, config, result.model, split.train)
         atomic.save_text(pd.DataFrame(result.history).to_csv(index=False), out / HISTORY_FILE)
         atomic.save_json(resolved, out / CONFIG_FILE)
         atomic.save_json(metrics, out / METRICS_FILE)  # last: the run is finished
@@ -118,15 +121,35 @@ def read_json(path: Path, *, hint: str = "") -> dict:
 def load_run(run_dir: Path) -> tuple[TrainConfig, DataSpec]:
     """The configuration and data spec of a finished run."""
     run_dir = Path(run_dir)
-    for name in (CONFIG_FILE, MODEL_FILE):
-        if not (run_dir / name).exists():
-            raise FileNotFoundError(f"{run_dir / name} is missing; is {run_dir} a finished training run?")
+    if not (run_dir / CONFIG_FILE).exists():
+        raise FileNotFoundError(f"{run_dir / CONFIG_FILE} is missing; is {run_dir} a finished training run?")
+    if not (persistence.is_saved(run_dir) or (run_dir / LEGACY_MODEL_FILE).exists()):
+        missing = [name for name in persistence.ARTEFACT_FILES if not (run_dir / name).exists()]
+        raise FileNotFoundError(f"{run_dir / missing[0]} is missing; is {run_dir} a finished training run?")
     resolved = read_json(run_dir / CONFIG_FILE, hint="the run directory is damaged; retrain it")
     if not {"train", "data"} <= set(resolved):
         raise UnreadableFileError(f"{run_dir / CONFIG_FILE} lacks its 'train' or 'data' part; retrain the run")
     config = TrainConfig.from_dict(resolved["train"])
     return config, DataSpec(**upgrade_names(resolved["data"], known={f.name for f in fields(DataSpec)},
                                             what="DataSpec fields"))
+
+
+def load_artefact(run_dir: Path, *, device="cpu") -> persistence.Artefact:
+    """The saved recommender of a finished run (a run of version 0.1, with model.pt only, is rebuilt from its
+    config.json and data)."""
+    run_dir = Path(run_dir)
+    config, spec = load_run(run_dir)  # a clear error when run_dir is no finished run
+    if persistence.is_saved(run_dir):
+        return persistence.load(run_dir, device=device)
+    train = prepare_data(spec).split.train
+    model = new_model(config, train.n_users, train.n_items, train.matrix)
+    state = atomic.load_torch(run_dir / LEGACY_MODEL_FILE, hint="the run directory is damaged; retrain it")
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError) as error:
+        raise UnreadableFileError(f"{run_dir / LEGACY_MODEL_FILE} does not fit the model of "
+                                  f"{run_dir / CONFIG_FILE} ({str(error).splitlines()[0]}); retrain the run") from None
+    return persistence.from_model(config, model.to(device), train.matrix, train.user_ids, train.item_ids)
 
 
 def evaluate_run(run_dir: Path, *, ks=None) -> dict[str, float]:
@@ -136,12 +159,12 @@ def evaluate_run(run_dir: Path, *, ks=None) -> dict[str, float]:
         raise ValueError(f"--k must be cut-offs >= 1, got {' '.join(map(str, ks))}")
     config, spec = load_run(run_dir)
     split = prepare_data(spec).split
-    model = new_model(config, split.n_users, split.n_items, split.train.matrix)
-    state = atomic.load_torch(run_dir / MODEL_FILE, hint="the run directory is damaged; retrain it")
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, KeyError) as error:
-        raise UnreadableFileError(f"{run_dir / MODEL_FILE} does not fit the model of {run_dir / CONFIG_FILE} "
-                                  f"({str(error).splitlines()[0]}); retrain the run") from None
-    users, items = model.embedding_matrices(PREFERENCE)
-    return ranking_metrics(users, items, split.train.matrix, split.test.matrix, ks=ks or config.ks)
+    artefact = load_artefact(run_dir)
+    seen = artefact.seen
+    if seen.shape != split.train.matrix.shape or not np.array_equal(seen.indices, split.train.matrix.indices) \
+            or not np.array_equal(seen.indptr, split.train.matrix.indptr):
+        raise ValueError(f"{spec.path or 'the synthetic default'} no longer gives the training part {run_dir} was "
+                         f"trained on ({seen.shape[0]:,} users x {seen.shape[1]:,} items, {seen.nnz:,} "
+                         f"interactions); was the data changed?")
+    return ranking_metrics(artefact.user_factors, artefact.item_factors, split.train.matrix, split.test.matrix,
+                           ks=ks or config.ks)

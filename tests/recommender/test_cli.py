@@ -20,7 +20,7 @@ def test_train_then_evaluate_on_the_embedded_default(tmp_path, capsys):
     assert metrics["epochs"] == 2
     config = json.loads((out / "config.json").read_text())
     assert config["train"]["dim"] == 8 and config["data"]["path"] is None
-    assert (out / "model.pt").exists() and (out / "checkpoint.pt").exists()
+    assert (out / "model.safetensors").exists() and (out / "checkpoint.pt").exists()
     capsys.readouterr()
     assert main(["evaluate", str(out), "--k", "20", "--json"]) == 0
     again = json.loads(capsys.readouterr().out)

@@ -73,7 +73,7 @@ def test_recommend_filters_seen_items(small_split):
     ids, scores = rec.recommend(0, N=10)
     assert ids.shape == (10,) and np.all(np.diff(scores) <= 0)
     assert not set(ids) & set(small_split.train.user_items(0))
-    unfiltered, _ = rec.recommend(0, N=300, filter_seen=False)
+    unfiltered, _ = rec.recommend(0, N=300, filter_already_liked_items=False)
     assert set(small_split.train.user_items(0)) <= set(unfiltered)
     with pytest.raises(IndexError):
         rec.recommend(10_000)
