@@ -15,6 +15,8 @@ import importlib
 import logging
 import sys
 
+from robustrec.cli.common import configure_logging
+
 #: The commands, in the order ``--help`` lists them: module ``robustrec.cli.<name>`` defines each.
 COMMANDS: tuple[str, ...] = ("train", "evaluate", "compare", "noise")
 
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.argv = argv
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    configure_logging(quiet=args.quiet)
     for name in QUIETED_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     try:

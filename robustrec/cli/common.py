@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,6 +28,33 @@ def data_spec(args: argparse.Namespace, **values) -> DataSpec:
     if spec.path is not None:
         spec = replace(spec, path=str(Path(spec.path).resolve()))
     return spec
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A handler writing to ``sys.stderr`` as it is when a record is emitted (tests replace it)."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"robustrec: warning: {message}\n"
+
+
+def configure_logging(*, quiet: bool) -> None:
+    """Show the ``robustrec`` loggers' messages on stderr from INFO up (WARNING with ``quiet``); other libraries'
+    from WARNING up; Python warnings as one ``robustrec: warning: ...`` line.
+
+    ``force=True``: importing fbgemm_gpu (through torchrec, before any command runs) installs a root handler,
+    which would make a plain ``logging.basicConfig`` do nothing and hide every INFO message.
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[_StderrHandler()], force=True)
+    logging.getLogger("robustrec").setLevel(logging.WARNING if quiet else logging.INFO)
+    warnings.formatwarning = _one_line_warning
 
 
 def print_metrics(metrics: dict, *, as_json: bool) -> None:

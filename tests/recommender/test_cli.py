@@ -77,3 +77,36 @@ def test_config_json_of_version_0_1_loads(tmp_path):
 def test_validation_errors_name_the_flag(capsys):
     assert main(["-q", "train", "--phi-prior", "1.5", "--out", "unused"]) == 2
     assert "--phi-prior must be in (0, 1), got 1.5" in capsys.readouterr().err
+
+
+def test_the_load_counts_and_the_data_summary_are_shown(tmp_path, capsys):
+    """INFO and WARNING lines of the robustrec loggers reach stderr although fbgemm_gpu configured logging first."""
+    import logging
+
+    assert logging.getLogger().handlers, "importing the CLI (torchrec, fbgemm_gpu) installs a root handler"
+    rows = ["user,item"] + [f"u{u},i{(u * 7 + k) % 30}" for u in range(40) for k in range(6)] + ["u1,i7", "u1,i7"]
+    (tmp_path / "log.csv").write_text("\n".join(rows) + "\n")
+    assert main(["train", "--data", str(tmp_path / "log.csv"), "--epochs", "1", "--dim", "4",
+                 "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert "duplicates merged all 2" in err  # u1,i7 is in the generated rows once and added twice
+    assert "data: Split(n_users=40" in err  # an INFO message
+    assert main(["-q", "train", "--data", str(tmp_path / "log.csv"), "--epochs", "1", "--dim", "4",
+                 "--out", str(tmp_path / "run2")]) == 0
+    err = capsys.readouterr().err
+    assert "duplicates merged all 2" in err and "data: Split" not in err  # -q keeps warnings, drops INFO
+
+
+def test_a_pld_warmup_as_long_as_the_run_is_a_warning(capsys):
+    from robustrec.config import TrainConfig
+
+    with pytest.warns(UserWarning, match=r"pld_warmup_epochs \(5\) is not below epochs \(3\)"):
+        TrainConfig(sampler="pld", epochs=3)
+    with pytest.warns(UserWarning, match="pld sampler never runs"):
+        TrainConfig(sampler="pld", epochs=4, pld_warmup_epochs=4)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TrainConfig(sampler="pld", epochs=6)  # warm-up 5 < 6 epochs: pld runs in the last one
+        TrainConfig(sampler="uniform", epochs=3)
