@@ -119,6 +119,7 @@ class Recommender:
 
         With an :class:`Interactions`, its raw ids are kept for the ``*_frame`` methods and :meth:`save`.
         """
+        self.config.warn_schedule()
         train = _csr(user_items)
         ids = (user_items.user_ids, user_items.item_ids) if isinstance(user_items, Interactions) else (
             np.arange(train.shape[0]), np.arange(train.shape[1]))

@@ -102,6 +102,11 @@ class TrainConfig:
         if self.pld_temperature <= 0 or self.pld_warmup_epochs < 0 or self.n_layers < 0:
             raise ValueError("need pld_temperature > 0, pld_warmup_epochs >= 0 and n_layers >= 0")
         check_optimizer(self.optimizer, check_device(self.device))
+
+    def warn_schedule(self) -> None:
+        """Warn about settings that make part of the configuration a no-op over ``epochs`` (called before training,
+        not when a saved configuration is only read): a pld warm-up as long as the run never leaves uniform
+        sampling."""
         if self.sampler == "pld" and self.pld_warmup_epochs >= self.epochs:
             warnings.warn(f"pld_warmup_epochs ({self.pld_warmup_epochs}) is not below epochs ({self.epochs}): the "
                           f"pld sampler never runs and every epoch samples uniformly; lower pld_warmup_epochs",

@@ -49,6 +49,7 @@ def train_run(
     ``fit_fn`` trains the model (:func:`robustrec.training.fit`, or :func:`robustrec.distributed.fit_sharded`
     under torchrun).
     """
+    config.warn_schedule()
     with RunDirectory(run_dir, finished=METRICS_FILE, resumable=CHECKPOINT_FILE, resume=resume,
                       overwrite=overwrite) as run:
         out = run.path

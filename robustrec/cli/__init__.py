@@ -17,8 +17,9 @@ import sys
 
 from robustrec.cli.common import configure_logging
 
-#: The commands, in the order ``--help`` lists them: module ``robustrec.cli.<name>`` defines each.
-COMMANDS: tuple[str, ...] = ("train", "evaluate", "compare", "noise")
+#: The command modules, in the order ``--help`` lists them: module ``robustrec.cli.<name>`` defines each
+#: (``similar`` defines ``similar-items`` and ``similar-users``).
+COMMANDS: tuple[str, ...] = ("train", "evaluate", "recommend", "similar", "compare", "noise")
 
 #: Library loggers whose warnings concern their own internals, not the user's run: torch asks torchrec (its
 #: caller) to move off ``is_fx_tracing`` on every first forward pass.

@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     configs = []
     for model, loss, sampler in triples:
         config = from_namespace(TrainConfig, args, model=model, loss=loss, sampler=sampler, seed=args.seeds[0])
+        config.warn_schedule()  # before any run trains
         configs.append((method_name(config), config))
     frame = compare_runs(configs, data_spec(args), args.out, ratios=args.ratios, seeds=args.seeds,
                          metric=args.metric, progress=not args.quiet, overwrite=args.overwrite)

@@ -97,16 +97,21 @@ def test_the_load_counts_and_the_data_summary_are_shown(tmp_path, capsys):
     assert "duplicates merged all 2" in err and "data: Split" not in err  # -q keeps warnings, drops INFO
 
 
-def test_a_pld_warmup_as_long_as_the_run_is_a_warning(capsys):
+def test_a_pld_warmup_as_long_as_the_run_is_a_warning(tmp_path, capsys):
+    import warnings
+
     from robustrec.config import TrainConfig
 
     with pytest.warns(UserWarning, match=r"pld_warmup_epochs \(5\) is not below epochs \(3\)"):
-        TrainConfig(sampler="pld", epochs=3)
+        TrainConfig(sampler="pld", epochs=3).warn_schedule()
     with pytest.warns(UserWarning, match="pld sampler never runs"):
-        TrainConfig(sampler="pld", epochs=4, pld_warmup_epochs=4)
-    import warnings
-
+        TrainConfig(sampler="pld", epochs=4, pld_warmup_epochs=4).warn_schedule()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        TrainConfig(sampler="pld", epochs=6)  # warm-up 5 < 6 epochs: pld runs in the last one
-        TrainConfig(sampler="uniform", epochs=3)
+        TrainConfig(sampler="pld", epochs=6).warn_schedule()  # warm-up 5 < 6 epochs: pld runs in the last one
+        TrainConfig(sampler="uniform", epochs=3).warn_schedule()
+        TrainConfig.from_dict({"sampler": "pld", "epochs": 2})  # reading a saved config does not warn
+    with pytest.warns(UserWarning, match=r"pld_warmup_epochs \(5\) is not below epochs \(2\)"):
+        assert main(["-q", "compare", "--losses", "bpr", "--samplers", "uniform", "pld", "--epochs", "2",
+                     "--dim", "4", "--synthetic-users", "100", "--synthetic-items", "60",
+                     "--out", str(tmp_path / "cmp")]) == 0
