@@ -16,6 +16,7 @@ import logging
 import sys
 
 from robustrec.cli.common import configure_logging
+from robustrec.cli.options import ConfigFileParser
 
 #: The command modules, in the order ``--help`` lists them: module ``robustrec.cli.<name>`` defines each
 #: (``similar`` defines ``similar-items`` and ``similar-users``).
@@ -29,8 +30,10 @@ QUIETED_LOGGERS = ("torch.fx._symbolic_trace",)
 EXPECTED_ERRORS = (ValueError, OSError, FloatingPointError, MemoryError)
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse with a one-line error (argparse prints the whole usage first: dozens of lines for ``train``)."""
+class ArgumentParser(ConfigFileParser):
+    """argparse with a one-line error (argparse prints the whole usage first: dozens of lines for ``train``), and
+    ``--config FILE`` for the commands that take one (:class:`~robustrec.cli.options.ConfigFileParser`); the
+    commands' parsers are of this class too."""
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

@@ -13,9 +13,10 @@ import itertools
 from pathlib import Path
 
 from robustrec.cli.common import add_data_arguments, data_spec
-from robustrec.cli.options import add_dataclass_arguments, from_namespace
+from robustrec.cli.options import add_config_argument, add_dataclass_arguments, from_namespace, report_config
 from robustrec.compare import SUMMARY_MD, VARIED, compare_runs, method_name, parse_method, summarize, to_markdown
 from robustrec.config import DEPRECATED_NAMES, TrainConfig
+from robustrec.data import DataSpec
 from robustrec.models import MODELS
 from robustrec.objectives import LOSSES
 from robustrec.samplers import SAMPLERS
@@ -40,10 +41,12 @@ def add_parser(commands, parents=()) -> None:
     train_group = parser.add_argument_group("training options shared by every configuration")
     add_dataclass_arguments(train_group, TrainConfig, skip=VARIED, deprecated=DEPRECATED_NAMES)
     add_data_arguments(parser, skip=("seed", "inject_noise"))
+    add_config_argument(parser, {"train": TrainConfig, "data": DataSpec})
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    report_config(args)
     if args.configs:
         triples = [parse_method(text) for text in args.configs]
     else:

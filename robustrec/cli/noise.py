@@ -25,11 +25,14 @@ from pathlib import Path
 import pandas as pd
 
 from robustrec.cli.common import add_data_arguments, data_spec
-from robustrec.cli.options import add_dataclass_arguments, from_namespace
+from robustrec.cli.options import add_config_argument, add_dataclass_arguments, from_namespace, report_config
 from robustrec.crossfit import LOSS_KINDS, NOISY_SHARE_METHODS, CrossFitSettings
+from robustrec.data import DataSpec
 
 #: CrossFitSettings fields exposed under shorter flags.
 CROSSFIT_FLAGS = {"n_folds": "--folds", "n_negatives": "--negatives"}
+#: Sections of a ``--config`` file.
+CONFIG_SECTIONS = {"data": DataSpec, "crossfit": CrossFitSettings}
 #: Fewer interactions than this cannot give a noisy share.
 MIN_INTERACTIONS = 20
 
@@ -64,6 +67,7 @@ def add_parser(commands, parents=()) -> None:
     common.add_argument("-q", "--quiet", dest="noise_quiet", action="store_true", help="no progress bars")
     est = sub.add_parser("estimate", parents=[common, *parents], help="estimated share of noisy interactions with its interval",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_config_argument(est, CONFIG_SECTIONS)
     est.set_defaults(run=run)
     flag = sub.add_parser("flag", parents=[common, *parents], help="interactions ranked by noise score, and a cleaned log",
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -74,6 +78,7 @@ def add_parser(commands, parents=()) -> None:
                       help="drop the top share F in [0, 1] of the ranking from the cleaned log")
     drop.add_argument("--drop-share", type=_share, default="auto", metavar="auto|F",
                       help="'auto' (default): drop the estimated noisy share; or a share like --drop-top")
+    add_config_argument(flag, CONFIG_SECTIONS)
     flag.set_defaults(run=run)
 
 
@@ -93,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from robustrec.crossfit import analyse_noise, cleaned_log, flag_frame, ranking
     from robustrec.data import prepare_data
 
+    report_config(args)
     if args.resamples < 1:
         raise ValueError(f"--resamples must be >= 1, got {args.resamples}")
     settings = from_namespace(CrossFitSettings, args, rename=CROSSFIT_FLAGS)

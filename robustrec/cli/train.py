@@ -1,6 +1,7 @@
 """``robustrec train``: train a recommender, evaluate it on the clean test set, write the run directory.
 
-Every option is a field of :class:`robustrec.config.TrainConfig` or :class:`robustrec.data.DataSpec`.
+Every option is a field of :class:`robustrec.config.TrainConfig` or :class:`robustrec.data.DataSpec`;
+``--config FILE`` reads them from YAML or JSON (a run's config.json reproduces the run), flags override it.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ import tempfile
 from pathlib import Path
 
 from robustrec.cli.common import add_data_arguments, data_spec, print_metrics
-from robustrec.cli.options import add_dataclass_arguments, from_namespace
+from robustrec.cli.options import add_config_argument, add_dataclass_arguments, from_namespace, report_config
 from robustrec.config import DEPRECATED_NAMES, TrainConfig
+from robustrec.data import DataSpec
 
 
 def add_parser(commands, parents=()) -> None:
@@ -27,12 +29,14 @@ def add_parser(commands, parents=()) -> None:
                         help="replace the run in --out; the old one stays intact until the new one has finished")
     parser.add_argument("--sharded", action="store_true",
                         help="shard the tables across the ranks of `torchrun --nproc_per_node N` (gloo on CPU)")
+    add_config_argument(parser, {"train": TrainConfig, "data": DataSpec})
     parser.set_defaults(run=run, on_interrupt=on_interrupt)
 
 
 def run(args: argparse.Namespace) -> int:
     from robustrec import runs
 
+    report_config(args)
     config = from_namespace(TrainConfig, args)
     spec = data_spec(args, seed=config.seed)
     if args.sharded:
