@@ -14,11 +14,13 @@ from robustrec.data.interactions import Interactions
 from robustrec.data.loaders import (
     COLUMN_ALIASES,
     FORMATS,
+    LOG_FORMATS,
     deca_noise_mask,
     detect_format,
     load,
     load_csv,
     load_deca,
+    load_inter,
     load_lightgcn,
     load_nbpo_json,
     load_parquet,
@@ -26,14 +28,18 @@ from robustrec.data.loaders import (
 )
 from robustrec.data.prepare import NOISE_SOURCES, DataSpec, PreparedData, inject_noise, prepare_data
 from robustrec.data.report import LoadReport
-from robustrec.data.split import Split, kcore, leave_last_out, random_holdout, temporal_cut
+from robustrec.data.split import (
+    SPLITS, Split, drop_cold, kcore, leave_last_out, random_holdout, split_log, temporal_cut,
+)
 
 generate = synthetic.generate
 
 __all__ = [
     "COLUMN_ALIASES",
     "FORMATS",
+    "LOG_FORMATS",
     "NOISE_SOURCES",
+    "SPLITS",
     "DataError",
     "DataSpec",
     "Interactions",
@@ -42,6 +48,7 @@ __all__ = [
     "Split",
     "deca_noise_mask",
     "detect_format",
+    "drop_cold",
     "generate",
     "inject_noise",
     "kcore",
@@ -49,12 +56,14 @@ __all__ = [
     "load",
     "load_csv",
     "load_deca",
+    "load_inter",
     "load_lightgcn",
     "load_nbpo_json",
     "load_parquet",
     "load_split",
     "prepare_data",
     "random_holdout",
+    "split_log",
     "synthetic",
     "temporal_cut",
 ]

@@ -8,6 +8,9 @@ format                  input                                                   
 ``csv``                 ``.csv`` / ``.tsv`` (optionally ``.gz``) file, one row per   ``Interactions``
                         event: user, item, optional rating and timestamp columns
 ``parquet``             ``.parquet`` file with the same columns                     ``Interactions``
+``inter``               RecBole atomic ``.inter`` file (or a directory holding one):  ``Interactions``
+                        tab-separated, header ``name:type`` (``user_id:token
+                        item_id:token rating:float timestamp:float``)
 ``lightgcn``            directory with ``train.txt``, ``test.txt``; each line       ``Split``
                         ``user item item ...`` (0-based ints)
 ``nbpo-json``           directory with ``train_data.json``, ``validation_data.json``,  ``Split``
@@ -17,7 +20,7 @@ format                  input                                                   
 ``auto``                detect one of the above from the path
 ======================  ==========================================================  ==================
 
-A log (csv/parquet) is split afterwards with :mod:`robustrec.data.split`; :func:`load_split` does both and always
+A log (csv/parquet/inter) is split afterwards with :mod:`robustrec.data.split`; :func:`load_split` does both and always
 returns a :class:`Split`. A directory format keeps the file's own split, in the index space of its training part:
 
 * LightGCN / NBPO JSON ids are used as indices directly (``user_ids = arange(n_users)``), with ``n_users`` /
@@ -52,20 +55,29 @@ from robustrec.data.split import Split, random_holdout
 
 __all__ = [
     "FORMATS",
+    "LOG_FORMATS",
     "COLUMN_ALIASES",
     "detect_format",
     "load",
     "load_split",
     "load_csv",
     "load_parquet",
+    "load_inter",
     "load_lightgcn",
     "load_nbpo_json",
     "load_deca",
     "deca_noise_mask",
 ]
 
-FORMATS: tuple[str, ...] = ("auto", "csv", "parquet", "lightgcn", "nbpo-json", "deca")
+FORMATS: tuple[str, ...] = ("auto", "csv", "parquet", "inter", "lightgcn", "nbpo-json", "deca")
 """Every format name :func:`load` accepts; ``"auto"`` detects one of the others from the path."""
+
+LOG_FORMATS: tuple[str, ...] = ("csv", "parquet", "inter")
+"""The formats of a log (one row per event, returned as ``Interactions``, split afterwards); the others hold their
+own split."""
+
+INTER_TYPES: tuple[str, ...] = ("token", "token_seq", "float", "float_seq")
+"""The field types of a RecBole atomic file's header (``name:type``)."""
 
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "user": ("user", "user_id", "userid", "uid", "customer_id", "reviewer_id", "reviewerid"),
@@ -80,6 +92,7 @@ _NBPO_FILES = ("train_data.json", "validation_data.json", "test_data.json")
 _DECA_PATTERNS = {"train": "*.train.rating", "validation": "*.valid.rating", "test": "*.test.negative"}
 _CSV_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
+_INTER_SUFFIX = ".inter"
 
 
 # ====================================================================== entry points
@@ -95,15 +108,20 @@ def detect_format(path: str | Path) -> str:
             return "nbpo-json"
         if any(path.glob(_DECA_PATTERNS["train"])):
             return "deca"
+        if len(list(path.glob("*" + _INTER_SUFFIX))) == 1:
+            return "inter"
     else:
         name = path.name.lower()
         if name.endswith(_CSV_SUFFIXES):
             return "csv"
         if name.endswith(_PARQUET_SUFFIXES):
             return "parquet"
+        if name.endswith(_INTER_SUFFIX):
+            return "inter"
     raise DataError(
         "cannot detect the data format: expected a directory with train.txt (lightgcn), train_data.json "
-        "(nbpo-json) or *.train.rating (deca), or a .csv/.tsv/.parquet file; pass format= explicitly, one of "
+        "(nbpo-json), *.train.rating (deca) or one *.inter file (inter), or a .csv/.tsv/.parquet/.inter file; "
+        "pass format= explicitly, one of "
         f"{list(FORMATS)}",
         source=path,
     )
@@ -123,27 +141,32 @@ def load(
     """Load an interaction log or a ready split from ``path``.
 
     Args:
-        path: file (csv, parquet) or directory (lightgcn, nbpo-json, deca).
+        path: file (csv, parquet, inter) or directory (lightgcn, nbpo-json, deca; inter).
         format: one of :data:`FORMATS`.
-        user_col, item_col, rating_col, timestamp_col: csv/parquet column names; ``None`` looks for the default
-            name and then the :data:`COLUMN_ALIASES` (user and item are required, rating and timestamp optional).
-        sep: csv field separator; default ``"\\t"`` for ``.tsv`` and ``","`` otherwise.
+        user_col, item_col, rating_col, timestamp_col: column names of a log (:data:`LOG_FORMATS`); ``None`` looks
+            for the default name and then the :data:`COLUMN_ALIASES` (user and item are required, rating and
+            timestamp optional). In an ``.inter`` header the names are those before ``:type``.
+        sep: field separator of csv (default ``"\\t"`` for ``.tsv`` and ``","`` otherwise) and inter (``"\\t"``).
         has_header: csv only; without a header the columns are user, item[, rating[, timestamp]] by position.
 
     Returns:
-        ``Interactions`` for csv/parquet (a log to split), ``Split`` for the directory formats (their own split).
+        ``Interactions`` for a log (a log to split), ``Split`` for the directory formats (their own split).
         Use :func:`load_split` to always get a ``Split``. ``result.report`` holds the load counts.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; expected one of {list(FORMATS)}")
     if format == "auto":
         format = detect_format(path)
-    if format in ("csv", "parquet"):
+    if format in LOG_FORMATS:
         cols = dict(user_col=user_col, item_col=item_col, rating_col=rating_col, timestamp_col=timestamp_col)
         if format == "csv":
             return load_csv(path, sep=sep, has_header=has_header, **cols)
-        if sep is not None or not has_header:
-            raise ValueError("sep and has_header apply to csv only, not 'parquet'")
+        if not has_header:
+            raise ValueError(f"has_header=False applies to csv only, not {format!r}")
+        if format == "inter":
+            return load_inter(path, sep=sep, **cols)
+        if sep is not None:
+            raise ValueError("sep applies to csv and inter only, not 'parquet'")
         return load_parquet(path, **cols)
     given = {
         k: v
@@ -152,7 +175,8 @@ def load(
         if v is not None
     }
     if given or not has_header:
-        raise ValueError(f"options {sorted(given) or ['has_header']} apply to csv/parquet only, not {format!r}")
+        raise ValueError(f"options {sorted(given) or ['has_header']} apply to the log formats {list(LOG_FORMATS)} "
+                         f"only, not {format!r}")
     return _DIRECTORY_LOADERS[format](path)
 
 
@@ -165,7 +189,7 @@ def load_split(
     seed: int = 0,
     **options: Any,
 ) -> Split:
-    """Like :func:`load` but always a ``Split``: a log (csv/parquet) is split with
+    """Like :func:`load` but always a ``Split``: a log (csv/parquet/inter) is split with
     :func:`~robustrec.data.split.random_holdout` (``test_fraction``, ``validation_fraction``, ``seed``); a
     directory format keeps its own split and ignores those three."""
     data = load(path, format=format, **options)
@@ -301,6 +325,71 @@ def load_parquet(
     )
     df = df.reset_index(drop=True)
     return _finish_log(df, source, "parquet", cols, lambda pos: {"where": f"row {pos + 1}"}, None)
+
+
+def _inter_file(path: Path) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    if path.is_file():
+        return path
+    found = sorted(path.glob("*" + _INTER_SUFFIX))
+    if len(found) != 1:
+        raise DataError(f"expected one *{_INTER_SUFFIX} file in the directory, found {[p.name for p in found]}",
+                        source=path)
+    return found[0]
+
+
+def load_inter(
+    path: str | Path,
+    *,
+    user_col: str | None = None,
+    item_col: str | None = None,
+    rating_col: str | None = None,
+    timestamp_col: str | None = None,
+    sep: str | None = None,
+) -> Interactions:
+    """Read a RecBole atomic ``.inter`` file (or the one in a directory) into ``Interactions``.
+
+    The first line is the header, one ``name:type`` per field with type in :data:`INTER_TYPES`
+    (``user_id:token item_id:token rating:float timestamp:float``); fields are tab-separated (``sep``), values
+    unquoted. Token ids are kept as strings, as RecBole does. Column names (and ``user_col`` etc.) are the names
+    before ``:type``; see :func:`load_csv` for duplicates and errors.
+    """
+    import csv
+
+    path = _inter_file(Path(path))
+    source = str(path)
+    sep = "\t" if sep is None else sep
+    with path.open(encoding="utf-8") as handle:
+        first = handle.readline().rstrip("\r\n")
+    if not first.strip():
+        raise DataError("empty file or empty header line", source=source, line=1)
+    header = first.split(sep)
+    names, dtypes = [], {}
+    for col, spec in enumerate(header, start=1):
+        name, _, kind = spec.strip().partition(":")
+        if kind not in INTER_TYPES or not name:
+            raise DataError(f"an atomic-file header field is name:type with type in {list(INTER_TYPES)}",
+                            source=source, line=1, column=col, value=spec)
+        names.append(name)
+        dtypes[spec] = str
+    try:
+        df = pd.read_csv(path, sep=sep, header=0, dtype=dtypes, quoting=csv.QUOTE_NONE, skip_blank_lines=False,
+                         keep_default_na=False, na_values=[""])
+    except pd.errors.ParserError as e:
+        m = re.search(r"line (\d+)", str(e))
+        raise DataError(f"cannot parse the inter file: {e}", source=source,
+                        line=int(m.group(1)) if m else None) from None
+    df.columns = names
+    blank = df.isna().all(axis=1).to_numpy()
+    if blank.any():
+        df = df.loc[~blank]
+    cols = _resolve_columns(
+        names, source, dict(user=user_col, item=item_col, rating=rating_col, timestamp=timestamp_col)
+    )
+    index = df.index.to_numpy()
+    return _finish_log(df, source, "inter", cols, lambda pos: {"line": int(index[pos]) + 2},
+                       {"blank_lines": {"all": int(blank.sum())}})
 
 
 # ====================================================================== own-split assembly
@@ -606,4 +695,4 @@ def deca_noise_mask(data: Split | Interactions, *, min_clean_rating: float = 4.0
 
 
 _DIRECTORY_LOADERS = {"lightgcn": load_lightgcn, "nbpo-json": load_nbpo_json, "deca": load_deca}
-assert set(FORMATS) == {"auto", "csv", "parquet", *_DIRECTORY_LOADERS}, "FORMATS and the loaders disagree"
+assert set(FORMATS) == {"auto", *LOG_FORMATS, *_DIRECTORY_LOADERS}, "FORMATS and the loaders disagree"

@@ -1,7 +1,8 @@
 """The one data-preparation path: a :class:`DataSpec` in, the run's split with its known noise out.
 
-    spec → load (a file's own split, or a per-user random split; or the synthetic default)
-         → optional validation part carved out of train → optional user subsample
+    spec → load (a file's own split; or a log (csv, parquet, inter), optionally k-cored, split by
+           ``spec.split``: per-user random, leave-last-out or temporal; or the synthetic default)
+         → optional validation part carved out of train (the same way) → optional user subsample
          → optional PLD-style noise injection on the training part (mask kept)
 
 Used by training runs (:mod:`robustrec.runs`), ``compare`` and the noise-share estimate, so that a run
@@ -10,15 +11,18 @@ directory's ``config.json`` rebuilds exactly the data a run saw.
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from robustrec.data.interactions import Interactions
-from robustrec.data.loaders import FORMATS, deca_noise_mask, detect_format, load_split
-from robustrec.data.split import Split, random_holdout
+from robustrec.data.loaders import FORMATS, LOG_FORMATS, deca_noise_mask, detect_format, load
+from robustrec.data.split import SPLITS, Split, kcore, split_log
 from robustrec.data.synthetic import generate
+
+log = logging.getLogger(__name__)
 
 NOISE_SOURCES = ("injected", "ratings")  # where a run's known-noise mask comes from
 
@@ -47,12 +51,40 @@ class DataSpec:
         metadata={"help": "PLD's noise protocol on the training part: add floor(R*|train_u|) random unobserved "
                           "items per user (mask kept for diagnostics); 0 = none"},
     )
+    # how a log (csv, parquet, inter) is read and split; the directory formats hold their own split
+    split: str = field(default="random", metadata={
+        "help": "how a log is split: random (per user, test_fraction), leave-last-out (each user's latest "
+                "interaction; needs timestamps), temporal (the latest test_fraction of the log; needs timestamps)",
+        "choices": SPLITS})
+    kcore: int = field(default=0, metadata={"help": "keep only users and items with >= K interactions (iterated "
+                                                    "until stable) before splitting a log; 0 = keep all"})
+    user_col: str | None = field(default=None, metadata={"help": "user column of a log; None: the first of user, "
+                                                                  "user_id, ... found"})
+    item_col: str | None = field(default=None, metadata={"help": "item column of a log; None: the first of item, "
+                                                                  "item_id, ... found"})
+    rating_col: str | None = field(default=None, metadata={"help": "rating column of a log (optional)"})
+    timestamp_col: str | None = field(default=None, metadata={"help": "timestamp column of a log (optional; "
+                                                                      "the leave-last-out and temporal splits "
+                                                                      "need one)"})
+    sep: str | None = field(default=None, metadata={"help": "field separator of a csv or inter log ('\\t' or "
+                                                           "'tab' for a tab; default: tab for .tsv/.inter, comma "
+                                                           "otherwise)"})
+    has_header: bool = field(default=True, metadata={"help": "whether a csv log starts with a header line "
+                                                             "(without: user, item[, rating[, timestamp]])"})
 
     def __post_init__(self) -> None:
+        if self.sep in ("\\t", "tab"):  # a tab typed on a command line
+            object.__setattr__(self, "sep", "\t")
         if self.format not in FORMATS:
             raise ValueError(f"unknown format {self.format!r}; expected one of {FORMATS}")
         if not 0 < self.test_fraction < 1:
             raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        if self.split not in SPLITS:
+            raise ValueError(f"unknown split {self.split!r}; expected one of {SPLITS}")
+        if self.kcore < 0:
+            raise ValueError(f"kcore must be >= 0, got {self.kcore}")
+        if self.sep == "":
+            raise ValueError("sep must not be empty")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
         if not (self.inject_noise >= 0 and math.isfinite(self.inject_noise)):
@@ -119,18 +151,56 @@ def _sample_users(split: Split, max_users: int, *, seed: int) -> Split:
                  report=split.report)
 
 
+#: DataSpec fields that only apply to a log (:data:`LOG_FORMATS`), not to data with its own split.
+LOG_OPTIONS: tuple[str, ...] = ("split", "kcore", "user_col", "item_col", "rating_col", "timestamp_col", "sep",
+                                "has_header")
+
+
+def _check_log_options(spec: DataSpec, what: str) -> None:
+    """ValueError when ``spec`` sets a :data:`LOG_OPTIONS` field for data that is not a log."""
+    defaults = {f.name: f.default for f in fields(DataSpec)}
+    given = [name for name in LOG_OPTIONS if getattr(spec, name) != defaults[name]]
+    if given:
+        raise ValueError(f"{', '.join(f'{n}={getattr(spec, n)!r}' for n in given)}: apply to a log "
+                         f"({', '.join(LOG_FORMATS)}), not to {what}, which has its own split")
+
+
+def _load_log_split(spec: DataSpec, fmt: str) -> Split:
+    """Load, k-core and split a log as ``spec`` says."""
+    data = load(spec.path, format=fmt, user_col=spec.user_col, item_col=spec.item_col, rating_col=spec.rating_col,
+                timestamp_col=spec.timestamp_col, sep=spec.sep, has_header=spec.has_header)
+    report = data.report
+    if spec.kcore:
+        before = data
+        data = kcore(data, user_k=spec.kcore, item_k=spec.kcore)
+        log.info("%d-core: kept %s of %s users, %s of %s items, %s of %s interactions", spec.kcore,
+                 f"{data.n_users:,}", f"{before.n_users:,}", f"{data.n_items:,}", f"{before.n_items:,}",
+                 f"{data.n_interactions:,}", f"{before.n_interactions:,}")
+        if data.n_interactions == 0:
+            raise ValueError(f"{spec.path}: no interaction survives the {spec.kcore}-core; lower kcore")
+    split = split_log(data, spec.split, test_fraction=spec.test_fraction, seed=spec.seed)
+    return Split(split.train, split.test, split.validation, report=report)
+
+
 def prepare_data(spec: DataSpec) -> PreparedData:
     """The run's split (see the module docstring) with its injected and known noise."""
     if spec.path is None:
+        _check_log_options(spec, "the synthetic default")
         split = generate(n_users=spec.synthetic_users, n_items=spec.synthetic_items, seed=spec.seed,
                          test_fraction=spec.test_fraction)
         fmt, source = "synthetic", f"synthetic default ({spec.synthetic_users} users, {spec.synthetic_items} items)"
     else:
         fmt = detect_format(spec.path) if spec.format == "auto" else spec.format
-        split = load_split(spec.path, format=fmt, test_fraction=spec.test_fraction, seed=spec.seed)
+        if fmt in LOG_FORMATS:
+            split = _load_log_split(spec, fmt)
+        else:
+            _check_log_options(spec, f"{fmt} data")
+            split = load(spec.path, format=fmt)
         source = str(spec.path)
     if split.validation is None and spec.validation_fraction > 0:
-        inner = random_holdout(split.train, test_fraction=spec.validation_fraction, seed=spec.seed + 1)
+        # the same strategy again, inside train (leave-last-out: the latest training interaction of each user)
+        strategy = spec.split if fmt in LOG_FORMATS else "random"
+        inner = split_log(split.train, strategy, test_fraction=spec.validation_fraction, seed=spec.seed + 1)
         split = Split(train=inner.train, test=split.test, validation=inner.test, report=split.report)
     if spec.max_users is not None and spec.max_users < split.n_users:
         split = _sample_users(split, spec.max_users, seed=spec.seed)

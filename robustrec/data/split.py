@@ -13,9 +13,12 @@ import numpy as np
 
 from robustrec.data.errors import DataError
 from robustrec.data.interactions import Interactions
-from robustrec.data.report import LoadReport
+from robustrec.data.report import LoadReport, logger
 
-__all__ = ["Split", "random_holdout", "leave_last_out", "temporal_cut", "kcore"]
+__all__ = ["SPLITS", "Split", "drop_cold", "kcore", "leave_last_out", "random_holdout", "split_log", "temporal_cut"]
+
+SPLITS: tuple[str, ...] = ("random", "leave-last-out", "temporal")
+"""How :func:`split_log` splits a log: per-user random holdout, per-user leave-last-out, a global time cut."""
 
 
 @dataclass(frozen=True)
@@ -223,3 +226,39 @@ def kcore(inter: Interactions, *, user_k: int, item_k: int) -> Interactions:
         user_ids=inter.user_ids[kept_users],
         item_ids=inter.item_ids[kept_items],
     )
+
+
+def split_log(inter: Interactions, strategy: str, *, test_fraction: float, seed: int = 0) -> Split:
+    """Train and test parts of a log by ``strategy`` (one of :data:`SPLITS`), without a validation part.
+
+    ``random``: :func:`random_holdout` (``test_fraction`` per user, ``seed``); ``leave-last-out``:
+    :func:`leave_last_out` (each user's latest interaction; ``test_fraction`` unused); ``temporal``:
+    :func:`temporal_cut` (the latest ``test_fraction`` of the log), then :func:`drop_cold` on the test part.
+    """
+    if strategy == "random":
+        return random_holdout(inter, test_fraction=test_fraction, seed=seed)
+    if strategy == "leave-last-out":
+        return leave_last_out(inter, n_test=1)
+    if strategy == "temporal":
+        return drop_cold(temporal_cut(inter, test_fraction=test_fraction))
+    raise ValueError(f"unknown split {strategy!r}; expected one of {SPLITS}")
+
+
+def drop_cold(split: Split) -> Split:
+    """``split`` without the held-out interactions whose user or item has no training interaction (a model
+    trained on ``split.train`` cannot score them); the number dropped is logged on ``robustrec.data``."""
+    warm_users = split.train.user_counts() > 0
+    warm_items = split.train.item_counts() > 0
+    parts, dropped = {}, {}
+    for name in ("test", "validation"):
+        part = getattr(split, name)
+        if part is None:
+            parts[name] = None
+            continue
+        users, items = part.coo()
+        keep = warm_users[users] & warm_items[items]
+        parts[name], dropped[name] = part.select(keep), int((~keep).sum())
+    if any(dropped.values()):
+        logger.warning("dropped held-out interactions of users or items absent from the training part: %s",
+                       ", ".join(f"{k} {v:,}" for k, v in dropped.items() if v))
+    return Split(train=split.train, report=split.report, **parts)

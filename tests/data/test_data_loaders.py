@@ -2,12 +2,15 @@
 
 import json
 import logging
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from robustrec.data import FORMATS, DataError, Interactions, Split, deca_noise_mask, detect_format, load, load_split
+from robustrec.data import (
+    FORMATS, LOG_FORMATS, DataError, Interactions, Split, deca_noise_mask, detect_format, load, load_split,
+)
 
 
 # ---------------------------------------------------------------- writers, one per format
@@ -52,7 +55,19 @@ def write_deca(tmp_path, train=DECA_TRAIN, valid="1\t12\t5\r\n", test="2\t11\t5\
     return d
 
 
-WRITERS = {"csv": write_csv, "parquet": write_parquet, "lightgcn": write_lightgcn, "nbpo-json": write_nbpo, "deca": write_deca}
+INTER = ("user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+         "196\t242\t3\t881250949\n186\t302\t3\t891717742\n196\t377\t1\t878887116\n")
+
+
+def write_inter(tmp_path, text=INTER):
+    d = tmp_path / "ml-toy"  # a RecBole dataset directory
+    d.mkdir()
+    (d / "ml-toy.inter").write_text(text)
+    return d
+
+
+WRITERS = {"csv": write_csv, "parquet": write_parquet, "inter": write_inter, "lightgcn": write_lightgcn,
+           "nbpo-json": write_nbpo, "deca": write_deca}
 
 
 def test_every_format_has_a_writer():
@@ -66,7 +81,7 @@ def test_auto_detects_each_format_and_matches_explicit(tmp_path, fmt):
     auto, explicit = load(path), load(path, format=fmt)
     assert type(auto) is type(explicit)
     assert auto == explicit
-    assert isinstance(auto, Interactions if fmt in ("csv", "parquet") else Split)
+    assert isinstance(auto, Interactions if fmt in LOG_FORMATS else Split)
     assert isinstance(load_split(path, seed=0), Split)
 
 
@@ -74,11 +89,11 @@ def test_unknown_format_and_undetectable_path(tmp_path):
     with pytest.raises(ValueError, match="unknown format 'json'.*'nbpo-json'"):
         load(tmp_path, format="json")
     (tmp_path / "x.bin").write_text("1 2")
-    with pytest.raises(DataError, match=r"x\.bin: cannot detect.*\['auto', 'csv', 'parquet', 'lightgcn', 'nbpo-json', 'deca'\]"):
+    with pytest.raises(DataError, match=r"x\.bin: cannot detect.*" + re.escape(str(list(FORMATS)))):
         load(tmp_path / "x.bin")
     with pytest.raises(FileNotFoundError):
         load(tmp_path / "missing.csv")
-    with pytest.raises(ValueError, match="csv/parquet only"):
+    with pytest.raises(ValueError, match="apply to the log formats"):
         load(write_lightgcn(tmp_path), user_col="u")
 
 
@@ -250,5 +265,37 @@ def _pairs(inter):
 def test_load_split_of_a_log_keeps_report_and_csv_only_options(tmp_path):
     split = load_split(write_csv(tmp_path), test_fraction=0.5, seed=0)
     assert split.report.format == "csv" and split.test.n_interactions == 1
-    with pytest.raises(ValueError, match="csv only"):
+    with pytest.raises(ValueError, match="sep applies to csv and inter only, not 'parquet'"):
         load(write_parquet(tmp_path), sep=";")
+    with pytest.raises(ValueError, match="has_header=False applies to csv only"):
+        load(write_parquet(tmp_path), has_header=False)
+
+
+# ---------------------------------------------------------------- RecBole atomic files
+def test_inter_files_keep_token_ids_as_strings(tmp_path):
+    log = load(write_inter(tmp_path) / "ml-toy.inter")
+    assert detect_format(tmp_path / "ml-toy" / "ml-toy.inter") == "inter"
+    assert list(log.user_ids) == ["186", "196"] and list(log.item_ids) == ["242", "302", "377"]
+    frame = log.to_frame()
+    assert frame.loc[(frame.user == "196") & (frame.item == "377"), "timestamp"].item() == 878887116
+    assert frame["rating"].tolist() == [3.0, 3.0, 1.0]
+
+
+@pytest.mark.parametrize("text, match", [
+    ("user_id\titem_id:token\n1\t2\n", r"ml-toy.inter, line 1, column 1: an atomic-file header .*'user_id'"),
+    ("user_id:token\titem_id:id\n1\t2\n", r"line 1, column 2: .*'item_id:id'"),
+    ("user_id:token\titem_id:token\trating:float\n1\t2\t5\n3\t4\tbad\n",
+     r"line 3, column 'rating': rating must be a finite number \(got 'bad'\)"),
+    ("uid:token\tobj:token\n1\t2\n", r"no item column found"),
+    ("\n", r"empty file"),
+])
+def test_inter_errors_name_the_line_and_column(tmp_path, text, match):
+    with pytest.raises(DataError, match=match):
+        load(write_inter(tmp_path, text))
+
+
+def test_inter_column_names_and_separator(tmp_path):
+    text = "uid:token,obj:token,when:float\na,x,3\nb,y,1\na,y,2\n"
+    (tmp_path / "log.inter").write_text(text)
+    log = load(tmp_path / "log.inter", user_col="uid", item_col="obj", timestamp_col="when", sep=",")
+    assert log.n_interactions == 3 and list(log.user_ids) == ["a", "b"] and log.timestamps is not None
