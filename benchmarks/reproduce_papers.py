@@ -24,13 +24,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from robustrec import Recommender
 from robustrec.compare import compare_runs, method_name, summarize, to_markdown
-from robustrec.evaluate import per_user_metrics
-from robustrec.models import PREFERENCE
 from robustrec.config import TrainConfig
 from robustrec.data import DataSpec, prepare_data
+from robustrec.evaluate import per_user_metrics
 from robustrec.runs import load_run
-from robustrec.training import new_model
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -51,12 +50,10 @@ def _write(name: str, table: pd.DataFrame, runs: pd.DataFrame, notes: list[str])
 
 def _f1_and_ndcg(run_dir: Path, ks=(5, 10, 20)) -> dict[str, float]:
     """The NBPO paper's metrics: per-user F1@K = 2PR/(P+R) and NDCG@K, averaged over test users."""
-    config, spec = load_run(run_dir)
+    _, spec = load_run(run_dir)
     split = prepare_data(spec).split
-    model = new_model(config, split.n_users, split.n_items, split.train.matrix)
-    model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
-    users, items = model.embedding_matrices(PREFERENCE)
-    frame = per_user_metrics(users, items, split.train.matrix, split.test.matrix, ks=ks)
+    model = Recommender.from_run(run_dir)
+    frame = per_user_metrics(model.user_factors, model.item_factors, split.train.matrix, split.test.matrix, ks=ks)
     out = {}
     for k in ks:
         p, r = frame[f"precision@{k}"], frame[f"recall@{k}"]
