@@ -144,7 +144,7 @@ class ConfigFileParser(argparse.ArgumentParser):
 
     def parse_known_args(self, args=None, namespace=None):
         if self.config_sections is not None:
-            finder = argparse.ArgumentParser(add_help=False)
+            finder = argparse.ArgumentParser(prog=self.prog, add_help=False)
             finder.add_argument("--config", type=Path)
             path = finder.parse_known_args(args)[0].config
             if path is not None:
