@@ -31,6 +31,7 @@ import scipy.sparse as sp
 import torch
 
 from robustrec import atomic
+from robustrec.atomic import UnreadableFileError
 from robustrec.config import TrainConfig
 from robustrec.data import Interactions
 
@@ -121,6 +122,7 @@ def save(directory: str | Path, artefact: Artefact) -> Path:
 
 def load(directory: str | Path, *, device: str | torch.device = "cpu") -> Artefact:
     """Read a directory written by :func:`save`; FileNotFoundError naming the first missing file."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     directory = Path(directory)
@@ -128,25 +130,53 @@ def load(directory: str | Path, *, device: str | torch.device = "cpu") -> Artefa
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory / name} is missing; is {directory} a saved recommender or a "
                                     f"finished training run?")
-    meta = json.loads((directory / META_FILE).read_text())
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{directory / META_FILE}: format_version {meta.get('format_version')!r} is not "
-                         f"{FORMAT_VERSION}; saved by another robustrec version")
-    tensors = load_file(str(directory / TENSORS_FILE), device="cpu")
-    ids = json.loads((directory / IDS_FILE).read_text())
+    meta = _read_json(directory / META_FILE, ("format_version", "config", "n_users", "n_items"))
+    if meta["format_version"] != FORMAT_VERSION:
+        raise UnreadableFileError(f"{directory / META_FILE}: format_version {meta['format_version']!r} is not "
+                                  f"{FORMAT_VERSION}; saved by another robustrec version")
+    ids = _read_json(directory / IDS_FILE, ("user_ids", "item_ids"))
+    try:
+        tensors = load_file(str(directory / TENSORS_FILE), device="cpu")
+        indptr, indices = tensors.pop("seen.indptr").numpy(), tensors.pop("seen.indices").numpy()
+        user_factors, item_factors = tensors.pop("user_factors"), tensors.pop("item_factors")
+    except (SafetensorError, KeyError, OSError) as error:  # truncated or corrupt, or a tensor missing
+        raise UnreadableFileError(f"{directory / TENSORS_FILE} is truncated or corrupt ({_first_line(error)}); "
+                                  f"{_RETRY}") from None
     shape = (meta["n_users"], meta["n_items"])
-    indptr, indices = tensors.pop("seen.indptr").numpy(), tensors.pop("seen.indices").numpy()
     seen = sp.csr_matrix((np.ones(len(indices), np.float32), indices.astype(np.int32), indptr), shape=shape)
     state = {k[len(STATE_PREFIX):]: v for k, v in tensors.items() if k.startswith(STATE_PREFIX)}
-    return Artefact(
-        config=TrainConfig.from_dict(meta["config"]),
-        user_factors=tensors["user_factors"].to(device),
-        item_factors=tensors["item_factors"].to(device),
-        state=state,
-        seen=seen,
-        user_ids=_ids_array(ids["user_ids"]),
-        item_ids=_ids_array(ids["item_ids"]),
-    )
+    try:
+        return Artefact(
+            config=TrainConfig.from_dict(meta["config"]),
+            user_factors=user_factors.to(device),
+            item_factors=item_factors.to(device),
+            state=state,
+            seen=seen,
+            user_ids=_ids_array(ids["user_ids"]),
+            item_ids=_ids_array(ids["item_ids"]),
+        )
+    except ValueError as error:  # the files disagree (sizes) or the config no longer validates
+        raise UnreadableFileError(f"{directory} holds an inconsistent saved recommender ({error}); {_RETRY}") \
+            from None
+
+
+_RETRY = "retrain the run or save the recommender again"
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _read_json(path: Path, keys: tuple[str, ...]) -> dict:
+    """The JSON object in ``path`` with ``keys``; UnreadableFileError naming the file otherwise."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UnreadableFileError(f"{path} is truncated or corrupt ({_first_line(error)}); {_RETRY}") from None
+    missing = [k for k in keys if not isinstance(value, dict) or k not in value]
+    if missing:
+        raise UnreadableFileError(f"{path} lacks {missing}; {_RETRY}")
+    return value
 
 
 def from_model(config: TrainConfig, model: torch.nn.Module, seen: sp.csr_matrix, user_ids: np.ndarray,

@@ -166,8 +166,12 @@ CASES = [
     # -- evaluate
     Case("evaluate-k-0", lambda tmp, run: ["evaluate", str(copy_of(run, tmp)), "--k", "0"], 2, ("--k must be",)),
     Case("evaluate-not-a-run", lambda tmp, run: ["evaluate", str(tmp)], 2, ("config.json is missing",)),
-    Case("evaluate-truncated-model", lambda tmp, run: ["evaluate", str(_truncate(copy_of(run, tmp), "model.pt"))],
-         2, ("model.pt is truncated or corrupt", "retrain")),
+    Case("evaluate-truncated-model", lambda tmp, run: ["evaluate", str(_truncate(copy_of(run, tmp),
+                                                                                 "model.safetensors"))],
+         2, ("model.safetensors is truncated or corrupt", "retrain")),
+    Case("recommend-truncated-ids", lambda tmp, run: ["recommend", str(_truncate(copy_of(run, tmp),
+                                                                                 "model_ids.json"))],
+         2, ("model_ids.json is truncated or corrupt", "retrain")),
     Case("evaluate-corrupt-config", lambda tmp, run: ["evaluate", str(_corrupt_json(copy_of(run, tmp)))], 2,
          ("config.json is not valid JSON",)),
     # -- noise and compare
