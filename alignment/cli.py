@@ -323,6 +323,8 @@ def run_evaluate(argv: list[str]) -> int:
     if args.data:
         loaded = load_preference_pairs(args.data, format=args.data_format, on_invalid=args.on_invalid,
                                        split=args.data_split, hh_as_messages=tokenizer.chat_template is not None)
+        if not args.json:
+            print(loaded.summary())
         limits = LengthLimits(run["max_length"], run.get("max_prompt_length"), run.get("truncation_mode", "keep_end"))
         metrics, lengths = evaluate_pairs(policy, tokenizer, loaded.pairs, limits, beta=run["beta"],
                                           reference=reference, batch_size=args.batch_size, progress=not args.json)

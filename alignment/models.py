@@ -21,15 +21,19 @@ DEFAULT_MODEL_DIR: Path = Path(__file__).resolve().parent / "default_model"
 TORCH_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
-def model_folder(path: str | os.PathLike | None) -> Path:
-    """The local folder of ``path`` (``None``/``"default"``: the shipped model); FileNotFoundError otherwise."""
+def model_folder(path: str | os.PathLike | None, *, marker: str = "config.json") -> Path:
+    """The local folder of ``path`` (``None``/``"default"``: the shipped model); FileNotFoundError otherwise.
+
+    ``marker`` is the file the folder must hold (``tokenizer_config.json`` for a tokenizer alone, e.g. beside a
+    peft adapter).
+    """
     if path is None or str(path) == DEFAULT:
         return DEFAULT_MODEL_DIR
     folder = Path(path)
-    if (folder / "config.json").is_file():
+    if (folder / marker).is_file():
         return folder
     if folder.exists():
-        raise FileNotFoundError(f"{folder}: not a model folder (no config.json); pass 'default' or a folder written "
+        raise FileNotFoundError(f"{folder}: not a model folder (no {marker}); pass 'default' or a folder written "
                                 "by save_pretrained")
     raise FileNotFoundError(
         f"model {str(path)!r} is not a local folder. Nothing is downloaded (this toolkit runs offline): fetch Hub "
@@ -41,7 +45,7 @@ def load_tokenizer(path: str | os.PathLike | None = None):
     """The tokenizer of a local model folder, with a pad token (its EOS) when it has none, as TRL requires."""
     from transformers import AutoTokenizer
 
-    folder = model_folder(path)
+    folder = model_folder(path, marker="tokenizer_config.json")
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
