@@ -54,19 +54,22 @@ def load_tokenizer(path: str | os.PathLike | None = None):
     return tokenizer
 
 
-def load_model(path: str | os.PathLike | None = None, *, dtype: str | None = None):
+def load_model(path: str | os.PathLike | None = None, *, dtype: str | None = None, **from_pretrained_kwargs):
     """``(model, tokenizer)`` from local files only.
 
     Args:
         path: ``None`` or ``"default"`` for the shipped stories260K model, else a folder written by
             ``save_pretrained`` (any causal LM: Llama, GPT-2, ...; its tokenizer in the same folder).
         dtype: one of :data:`TORCH_DTYPES`, or None for float32.
+        from_pretrained_kwargs: passed to ``AutoModelForCausalLM.from_pretrained`` (``attn_implementation``,
+            ``quantization_config``, ...).
     The model's config gets the tokenizer's pad token id.
     """
     from transformers import AutoModelForCausalLM
 
     folder = model_folder(path)
-    model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=_torch_dtype(dtype))
+    model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=_torch_dtype(dtype),
+                                                 **from_pretrained_kwargs)
     tokenizer = load_tokenizer(folder)
     model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer

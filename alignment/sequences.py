@@ -137,9 +137,10 @@ def tokenize_pair(example: Mapping, tokenizer) -> dict[str, list[int]]:
         eos = tokenizer.eos_token
         chosen = chosen if chosen.endswith(eos) else chosen + eos
         rejected = rejected if rejected.endswith(eos) else rejected + eos
-        prompt_ids = tokenizer(text=prompt)["input_ids"]
-        chosen_full = tokenizer(text=prompt + chosen)["input_ids"]
-        rejected_full = tokenizer(text=prompt + rejected)["input_ids"]
+        # verbose=False: no warning about sequences longer than the model; fit_pair cuts and counts them
+        prompt_ids = tokenizer(text=prompt, verbose=False)["input_ids"]
+        chosen_full = tokenizer(text=prompt + chosen, verbose=False)["input_ids"]
+        rejected_full = tokenizer(text=prompt + rejected, verbose=False)["input_ids"]
     # The completion starts where the encodings of the prompt and prompt + completion diverge (tokens can
     # merge across the boundary, and chat templates may render the prompt alone differently).
     cut = min(_common_prefix_length(prompt_ids, chosen_full), _common_prefix_length(prompt_ids, rejected_full))

@@ -315,3 +315,17 @@ def test_two_processes_with_accelerate_launch(tiny_llama, tmp_path):
     # each step saw 2 pairs per process: 4 pairs a step, so 2 steps cover 8 pairs = one epoch
     assert [e["epoch"] for e in trained["log_history"] if "loss" in e] == [0.5, 1.0]
     assert (run / "model" / "model.safetensors").is_file()
+
+
+def test_dtype_accumulation_and_checkpointing_options(tiny_llama, tmp_path):
+    data = write_jsonl(tmp_path / "pairs.jsonl", PAIRS.to_dict("records"))
+    run = tmp_path / "run"
+    assert main(["train", "--model", str(tiny_llama), "--data", str(data), "--steps", "2", "--batch-size", "2",
+                 "--gradient-accumulation-steps", "2", "--gradient-checkpointing", "true", "--torch-dtype",
+                 "bfloat16", "--attn-implementation", "eager", "--bf16", "false", "--disable-tqdm", "true",
+                 "--logging-steps", "1", "--out", str(run)]) == 0
+    trained = run_json(run)
+    assert trained["dtype"] == "bfloat16"
+    assert json.loads((run / "model" / "config.json").read_text())["dtype"] == "bfloat16"
+    # 2 pairs x 2 accumulated micro-batches per step: 2 steps are one pass over the 8 pairs
+    assert [e["epoch"] for e in trained["log_history"] if "loss" in e] == [0.5, 1.0]
