@@ -15,9 +15,7 @@ import argparse
 import json
 import logging
 import os
-import resource
 import sys
-import time
 from pathlib import Path
 
 logger = logging.getLogger("alignment")
@@ -28,10 +26,6 @@ COMMANDS = {
     "experiment": "the controlled experiment: DPO vs cDPO vs rDPO under injected flips",
     "estimate-flip-rate": "estimate the flip rate of preference data",
 }
-
-#: Parsed values a run's config.yaml leaves out: the file itself, a one-off resume, and secrets.
-NOT_RECORDED = ("config", "resume_from_checkpoint", "hub_token", "verbose")
-
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -139,145 +133,12 @@ def _parse_with_config_file(parser, argv: list[str]) -> dict:
 
 
 def run_train(argv: list[str]) -> int:
-    import yaml
-    from trl import get_peft_config
-
-    from .data import load_preference_pairs
-    from .experiment import inject_flips
-    from .io import publish, save_pretrained_atomic, staging_folder, write_json_atomic, write_text_atomic
-    from .models import load_tokenizer
-    from .policy import build_trainer
-    from .sequences import DataCounts
+    from .runs import train_run
 
     data_args, config, model_args, values = parse_train(argv)
     _set_threads(data_args.num_threads)
-    out = Path(config.output_dir)
-    resume = _checkpoint_to_resume(config.resume_from_checkpoint, out)
-    tokenizer = load_tokenizer(model_args.model_name_or_path)
-    as_messages = tokenizer.chat_template is not None
-    experiment_data = None
-    eval_pairs = clean = None
-    if data_args.data:
-        loaded = load_preference_pairs(data_args.data, format=data_args.data_format, on_invalid=data_args.on_invalid,
-                                       split=data_args.data_split, hh_as_messages=as_messages)
-        _say(loaded.summary())
-        read, invalid, pairs = loaded.n_read, len(loaded.invalid), loaded.pairs
-        if data_args.eval_fraction:
-            pairs, eval_pairs = _split_off(pairs, data_args.eval_fraction, seed=config.seed)
-        if data_args.eval_data:
-            eval_loaded = load_preference_pairs(data_args.eval_data, format=data_args.data_format,
-                                                on_invalid=data_args.on_invalid, split=data_args.eval_data_split,
-                                                hh_as_messages=as_messages)
-            _say(eval_loaded.summary())
-            eval_pairs = eval_loaded.pairs
-        if data_args.clean_data:
-            clean_loaded = load_preference_pairs(data_args.clean_data, format=data_args.data_format,
-                                                 on_invalid=data_args.on_invalid, hh_as_messages=as_messages)
-            _say(clean_loaded.summary())
-            clean = clean_loaded.pairs
-    else:
-        from .experiment import ExperimentSettings, make_experiment_data
-        from .models import load_model
-
-        model, tokenizer = load_model(model_args.model_name_or_path)
-        experiment_data = make_experiment_data(model, tokenizer, ExperimentSettings(), seed=config.seed)
-        pairs, clean = experiment_data.train, experiment_data.calibration
-        read, invalid = len(pairs), 0
-        _say(f"experiment pairs: {len(pairs)} training, {len(clean)} clean calibration, "
-             f"{experiment_data.n_tied} tied left out")
-    if data_args.inject_flips:
-        pairs, mask = inject_flips(pairs, data_args.inject_flips, seed=config.seed + 1000)
-        _say(f"injected flips: {int(mask.sum())} of {len(mask)} pairs")
-
-    trainer = build_trainer(pairs, config, model_args.model_name_or_path, model_kwargs=_model_kwargs(model_args),
-                            peft_config=get_peft_config(model_args), eval_pairs=eval_pairs, clean_pairs=clean)
-    lengths = trainer.length_counts["train"]
-    if data_args.eval_fraction:  # the held-out pairs came out of --data: count them with it
-        lengths = lengths + trainer.length_counts["eval"]
-    counts = DataCounts.of(read, invalid, lengths)
-    _say(f"data: {counts.summary()}; {trainer.length_counts['train'].used} pairs train"
-         + (f", {trainer.length_counts['eval'].used} evaluate" if "eval" in trainer.length_counts else ""))
-    if trainer.flip_rate_estimate is not None:
-        _say(f"estimated flip rate: {trainer.flip_rate_estimate}")
-
-    started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume)
-    seconds = time.perf_counter() - started
-
-    if trainer.accelerator.is_main_process:
-        staging = staging_folder(out)
-        policy = trainer.accelerator.unwrap_model(trainer.model)
-        save_pretrained_atomic(policy, trainer.processing_class, staging / "model")
-        recorded = {key: value for key, value in values.items() if key not in NOT_RECORDED}
-        write_text_atomic(staging / "config.yaml", yaml.safe_dump(recorded, sort_keys=False))
-        run = {
-            "model": str(model_args.model_name_or_path), "adapter": hasattr(policy, "peft_config"),
-            "dtype": model_args.dtype, "data_path": data_args.data, "data_split": data_args.data_split,
-            "loss": config.loss, "flip_rate": config.flip_rate, "trained_flip_rate": trainer.flip_rate,
-            "label_smoothing": config.label_smoothing, "inject_flips": data_args.inject_flips,
-            "beta": config.beta, "seed": config.seed, "max_length": config.max_length,
-            "max_prompt_length": config.max_prompt_length, "truncation_mode": config.truncation_mode,
-            "data": counts.to_dict(),
-            "split": {name: c.used for name, c in trainer.length_counts.items()},
-            "steps": trainer.state.global_step, "world_size": trainer.accelerator.num_processes,
-            "flip_rate_estimate": trainer.flip_rate_estimate.to_dict() if trainer.flip_rate_estimate else None,
-            "seconds": seconds, "peak_rss_mb": _peak_rss_mb(),
-            "log_history": trainer.state.log_history,
-        }
-        write_json_atomic(staging / "run.json", run)
-        if experiment_data is not None:
-            from .experiment import evaluate_policy
-
-            metrics = evaluate_policy(policy, trainer.ref_model, trainer.processing_class,
-                                      experiment_data.eval_prompts, experiment_data.eval_pairs, beta=config.beta,
-                                      seed=config.seed + 20_000)
-            write_json_atomic(staging / "metrics.json", {**metrics,
-                                                         "reference_reward": experiment_data.reference_reward})
-            _say(json.dumps(metrics))
-        publish(staging, out)
-        _say(f"saved {out} ({trainer.state.global_step} steps, {seconds:.1f} s)")
-    trainer.accelerator.wait_for_everyone()
+    train_run(data_args, config, model_args, values, say=_say)
     return 0
-
-
-def _model_kwargs(model_args) -> dict:
-    """Keyword arguments of :func:`alignment.models.load_model` from TRL's ModelConfig."""
-    from trl import get_quantization_config
-
-    kwargs = {"dtype": model_args.dtype}
-    if model_args.attn_implementation is not None:
-        kwargs["attn_implementation"] = model_args.attn_implementation
-    quantization = get_quantization_config(model_args)
-    if quantization is not None:
-        kwargs["quantization_config"] = quantization
-    return kwargs
-
-
-def _checkpoint_to_resume(resume: str | None, out: Path) -> str | None:
-    if resume is None:
-        return None
-    if resume == "last":
-        from transformers.trainer_utils import get_last_checkpoint
-
-        last = get_last_checkpoint(str(out)) if out.is_dir() else None
-        if last is None:
-            raise FileNotFoundError(f"--resume last: no checkpoint-N folder in {out} (checkpoints are written every "
-                                    "--save-steps steps)")
-        return last
-    if not Path(resume).is_dir():
-        raise FileNotFoundError(f"--resume {resume}: no such checkpoint folder")
-    return resume
-
-
-def _split_off(pairs, fraction: float, *, seed: int):
-    """``(train, held_out)``: a seeded random share ``fraction`` of the pairs held out (at least one each)."""
-    import numpy as np
-
-    n_eval = int(round(fraction * len(pairs)))
-    if not 1 <= n_eval < len(pairs):
-        raise ValueError(f"--eval-fraction {fraction} of {len(pairs)} pairs leaves no pair to train or evaluate on")
-    order = np.random.default_rng(seed).permutation(len(pairs))
-    return pairs.iloc[order[n_eval:]].reset_index(drop=True), pairs.iloc[order[:n_eval]].reset_index(drop=True)
 
 
 def _set_threads(num_threads: int | None) -> None:
@@ -287,10 +148,6 @@ def _set_threads(num_threads: int | None) -> None:
         torch.set_num_threads(num_threads)
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 # -- evaluate --------------------------------------------------------------------------------------------------
 
 
@@ -298,59 +155,22 @@ def run_evaluate(argv: list[str]) -> int:
     from transformers import HfArgumentParser
 
     from .arguments import EvaluateArguments
-    from .data import load_preference_pairs
-    from .io import write_json_atomic
-    from .models import check_finite
-    from .policy import evaluate_pairs, load_trained
-    from .sequences import DataCounts, LengthLimits
+    from .runs import evaluate_run
 
     parser = HfArgumentParser(EvaluateArguments, prog="python -m alignment evaluate", allow_abbrev=False,
                               description=COMMANDS["evaluate"])
     parser.add_argument("run_dir", help="a run directory written by train")
     _add_common_flags(parser)
     values = vars(parser.parse_args(argv))
-    run_dir = Path(values.pop("run_dir"))
+    run_dir = values.pop("run_dir")
     values.pop("verbose"), values.pop("debug")
     (args,) = parser.parse_dict(values)
     _set_threads(args.num_threads)
-    if not (run_dir / "run.json").is_file():
-        raise FileNotFoundError(f"{run_dir}: not a run directory (no run.json); create one with `train`")
-    run = json.loads((run_dir / "run.json").read_text())
-    policy, reference, tokenizer = load_trained(run_dir / "model", run["model"], adapter=run.get("adapter", False),
-                                                dtype=run.get("dtype"))
-    check_finite(policy, str(run_dir / "model"))
-    started = time.perf_counter()
-    if args.data:
-        loaded = load_preference_pairs(args.data, format=args.data_format, on_invalid=args.on_invalid,
-                                       split=args.data_split, hh_as_messages=tokenizer.chat_template is not None)
-        if not args.json:
-            print(loaded.summary())
-        limits = LengthLimits(run["max_length"], run.get("max_prompt_length"), run.get("truncation_mode", "keep_end"))
-        metrics, lengths = evaluate_pairs(policy, tokenizer, loaded.pairs, limits, beta=run["beta"],
-                                          reference=reference, batch_size=args.batch_size, progress=not args.json)
-        metrics["data"] = DataCounts.of(loaded.n_read, len(loaded.invalid), lengths).to_dict()
-    else:
-        if run.get("data_path") is not None:
-            raise ValueError(f"{run_dir} was trained on {run['data_path']}: pass --data with held-out pairs")
-        from .experiment import ExperimentSettings, evaluate_policy, make_experiment_data
-
-        if reference is None:  # an adapter run: the experiment samples its pairs from a model of its own
-            from .models import load_model
-
-            reference, _ = load_model(run["model"], dtype=run.get("dtype"))
-        settings = ExperimentSettings(beta=run["beta"])
-        data = make_experiment_data(reference, tokenizer, settings, seed=run["seed"])
-        metrics = evaluate_policy(policy, reference, tokenizer, data.eval_prompts, data.eval_pairs,
-                                  beta=run["beta"], seed=run["seed"] + 20_000)
-        metrics["reference_reward"] = data.reference_reward
-    metrics["seconds"] = time.perf_counter() - started
-    write_json_atomic(run_dir / "eval.json", metrics)
+    metrics = evaluate_run(run_dir, args, say=(lambda message: None) if args.json else _say)
     if args.json:
         print(json.dumps(metrics), flush=True)
     else:
-        if "data" in metrics:
-            print(f"data: {DataCounts(**metrics['data']).summary()}")
-        print(json.dumps({k: v for k, v in metrics.items() if k != "data"}))
+        _say(json.dumps({key: value for key, value in metrics.items() if key != "data"}))
     return 0
 
 
