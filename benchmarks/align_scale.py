@@ -10,8 +10,9 @@ pairs as separate processes:
   processes on CPU, each with one thread and its own copy of model, reference and optimizer state).
 
 Reported per configuration (median of ``--repeats``): the training loop's seconds (run.json ``seconds``: after
-loading, before saving), the wall time of the whole command, and the peak resident memory of the largest
-process (``/usr/bin/time``'s maximum RSS), with ratios to the full fine-tune measured in the same run. The
+loading, before saving), the wall time and the CPU time (user + system, all processes) of the whole command,
+and the peak resident memory of the largest process (``/usr/bin/time``'s maximum RSS), with ratios to the full
+fine-tune measured in the same run. On a shared machine the CPU time is the steadier measure of cost. The
 2-process run does the same number of optimizer steps on twice the pairs per step.
 
     python benchmarks/align_scale.py --repeats 3 --steps 10 --out benchmarks/results/align_scale.md
@@ -87,15 +88,15 @@ def run(name: str, model: Path, data: Path, out: Path, steps: int) -> dict:
         command = [sys.executable, *train]
     env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
     started = time.perf_counter()
-    done = subprocess.run(["/usr/bin/time", "-f", "MAXRSS_KB %M", *command], env=env, capture_output=True,
-                          text=True)
+    done = subprocess.run(["/usr/bin/time", "-f", "MAXRSS_KB %M CPU_S %U %S", *command], env=env,
+                          capture_output=True, text=True)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{done.stderr[-3000:]}")
-    max_rss = int(next(line for line in done.stderr.splitlines() if line.startswith("MAXRSS_KB")).split()[1])
+    fields = next(line for line in done.stderr.splitlines() if line.startswith("MAXRSS_KB")).split()
     record = json.loads((out / "run.json").read_text())
-    return {"train_s": record["seconds"], "wall_s": wall, "peak_rss_mb": max_rss / 1024,
-            "world_size": record["world_size"]}
+    return {"train_s": record["seconds"], "wall_s": wall, "cpu_s": float(fields[3]) + float(fields[4]),
+            "peak_rss_mb": int(fields[1]) / 1024, "world_size": record["world_size"]}
 
 
 def main() -> None:
@@ -118,17 +119,18 @@ def main() -> None:
                              args.steps)
                 results[name].append(record)
                 print(f"repeat {repeat} {name}: {record}", flush=True)
-    median = {name: {key: statistics.median(r[key] for r in runs) for key in ("train_s", "wall_s", "peak_rss_mb")}
-              for name, runs in results.items()}
+    median = {name: {key: statistics.median(r[key] for r in runs)
+                     for key in ("train_s", "wall_s", "cpu_s", "peak_rss_mb")} for name, runs in results.items()}
     base = median[args.configs[0]]
     lines = [f"Random Llama, {args.layers} layers, hidden {args.hidden}, {n_params / 1e6:.1f}M parameters (float32), "
              f"{args.steps} steps × batch 4 per process, sequences ≈ 100 tokens, 1 thread per process, median of "
              f"{args.repeats} interleaved repeats; CPU, shared machine.", "",
-             "| run | train loop s | ratio | whole command s | peak RSS of the largest process MB | ratio |",
-             "|---|---|---|---|---|---|"]
+             "| run | train loop s | whole command s | CPU s (all processes) | ratio | peak RSS of the largest "
+             "process MB | ratio |", "|---|---|---|---|---|---|---|"]
     for name, m in median.items():
-        lines.append(f"| {name} | {m['train_s']:.1f} | {m['train_s'] / base['train_s']:.2f} | {m['wall_s']:.1f} | "
-                     f"{m['peak_rss_mb']:.0f} | {m['peak_rss_mb'] / base['peak_rss_mb']:.2f} |")
+        lines.append(f"| {name} | {m['train_s']:.1f} | {m['wall_s']:.1f} | {m['cpu_s']:.1f} | "
+                     f"{m['cpu_s'] / base['cpu_s']:.2f} | {m['peak_rss_mb']:.0f} | "
+                     f"{m['peak_rss_mb'] / base['peak_rss_mb']:.2f} |")
     table = "\n".join(lines)
     print(table)
     if args.out:
