@@ -98,8 +98,6 @@ def train_run(data_args, config, model_args, values: dict, *, say: Callable[[str
     counts = DataCounts.of(pairs.read, pairs.invalid, lengths)
     say(f"data: {counts.summary()}; {trainer.length_counts['train'].used} pairs train"
         + (f", {trainer.length_counts['eval'].used} evaluate" if "eval" in trainer.length_counts else ""))
-    if trainer.flip_rate_estimate is not None:
-        say(f"estimated flip rate: {trainer.flip_rate_estimate}")
 
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
@@ -119,7 +117,8 @@ def write_run(trainer, out: Path, *, data_args, config, model_args, values, coun
     from .io import publish, save_pretrained_atomic, staging_folder, write_json_atomic, write_text_atomic
 
     staging = staging_folder(out)
-    policy = trainer.accelerator.unwrap_model(trainer.model)
+    # without accelerate's mixed-precision wrapper on forward: saved and scored in float32, as `evaluate` does
+    policy = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     save_pretrained_atomic(policy, trainer.processing_class, staging / "model")
     recorded = {key: value for key, value in values.items() if key not in NOT_RECORDED}
     write_text_atomic(staging / "config.yaml", yaml.safe_dump(recorded, sort_keys=False))
