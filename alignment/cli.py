@@ -1,6 +1,12 @@
 """Command line: ``python -m alignment {train,evaluate,experiment,estimate-flip-rate} ...``.
 
-Run ``python -m alignment COMMAND --help`` for each command's options. Everything runs offline.
+``train`` takes every field of :class:`~alignment.config.RobustDPOConfig` (TRL's DPOConfig and transformers'
+TrainingArguments), of TRL's ModelConfig (``--use-peft``, ``--lora-r``, ...) and of
+:class:`~alignment.arguments.TrainArguments` as a flag, through TRL's own parser; ``--config FILE.yaml``
+sets any of them (flags given on the command line win), and every run records its resolved flags in
+``RUN/config.yaml``, so ``train --config RUN/config.yaml --out NEW`` repeats it. Run ``python -m alignment
+COMMAND --help`` for each command's options. Everything runs offline. Bad input is one line on stderr and exit
+status 2 (``--debug`` shows the traceback).
 """
 
 from __future__ import annotations
@@ -8,189 +14,208 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
-from .losses import LOSSES
-
 logger = logging.getLogger("alignment")
 
-
-def _flip_rate(text: str) -> float | str:
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 0.5) or 'auto', got {text!r}") from None
-    if not 0.0 <= value < 0.5:
-        raise argparse.ArgumentTypeError(f"flip rate must lie in [0, 0.5), got {value}")
-    return value
-
-
-def _injection_rate(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value < 0.5:
-        raise argparse.ArgumentTypeError(f"injected flip rate must lie in [0, 0.5), got {value}")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m alignment", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    train = commands.add_parser("train", help="fine-tune a policy with DPO / rDPO / cDPO / IPO")
-    train.add_argument("--data", help="preference pairs (.jsonl[.gz], .json, .parquet); default: the controlled "
-                       "experiment's pairs sampled from the model")
-    train.add_argument("--model", default="default", help="'default' (shipped stories260K) or a model folder")
-    train.add_argument("--loss", choices=LOSSES, default="dpo", help="preference loss")
-    train.add_argument("--flip-rate", type=_flip_rate, default=0.0, help="ε for rdpo/cdpo, or 'auto'")
-    train.add_argument("--inject-flips", type=_injection_rate, default=0.0,
-                       help="flip this share of the training labels first (experiments)")
-    train.add_argument("--clean-data", help="clean-labelled pairs calibrating the 'auto' estimate")
-    train.add_argument("--steps", type=int, default=40)
-    train.add_argument("--beta", type=float, default=0.1)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--batch-size", type=int, default=16)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--on-invalid", choices=("raise", "drop"), default="raise",
-                       help="what to do with invalid pairs in --data (dropped rows are counted)")
-    train.add_argument("--out", default="runs/align", help="run directory")
-
-    evaluate = commands.add_parser("evaluate", help="evaluate a trained run")
-    evaluate.add_argument("run_dir")
-    evaluate.add_argument("--data", help="pairs to score the implicit reward on; default: the experiment's "
-                          "held-out prompts and clean pairs")
-
-    experiment = commands.add_parser("experiment", help="DPO vs cDPO vs rDPO under injected flips")
-    experiment.add_argument("--flip-rate", type=_injection_rate, nargs="+", required=True)
-    experiment.add_argument("--seeds", type=int, default=3)
-    experiment.add_argument("--steps", type=int, default=None, help="training steps per run (default 40)")
-    experiment.add_argument("--methods", nargs="+", default=None, help="subset of dpo cdpo rdpo rdpo_auto")
-    experiment.add_argument("--model", default="default")
-    experiment.add_argument("--train-prompts", type=int, default=None, help="use only this many training prompts")
-    experiment.add_argument("--eval-prompts", type=int, default=None, help="held-out prompts (default 32)")
-    experiment.add_argument("--eval-samples", type=int, default=None,
-                            help="samples per held-out prompt, for the reward/KL and for the clean pairs (default 16)")
-    experiment.add_argument("--samples-per-prompt", type=int, default=None,
-                            help="continuations sampled per training prompt (default 16)")
-    experiment.add_argument("--shard", type=int, nargs=2, metavar=("J", "N"), default=(0, 1),
-                            help="run only cell J of every N (seed × flip-rate cells) so N processes share a grid; "
-                            "combine with benchmarks/rdpo_experiment.py or alignment.experiment.merge_results")
-    experiment.add_argument("--out", required=True, help="output folder (results.json, results.md, plot)")
-
-    estimate = commands.add_parser("estimate-flip-rate", help="estimate the flip rate of preference data")
-    estimate.add_argument("--data", required=True, help="annotated pairs (columns annotator1..K, PandaLM coding "
-                          "0 tie / 1 first / 2 second), text pairs (chosen/rejected), or scored pairs (columns "
-                          "score, label, clean)")
-    estimate.add_argument("--clean-data", help="clean-labelled text pairs (scorer method)")
-    estimate.add_argument("--seed", type=int, default=0)
-    estimate.add_argument("--out", help="write the estimate as JSON here")
-    return parser
-
+COMMANDS = {
+    "train": "fine-tune a policy with DPO / rDPO / cDPO / IPO (every DPOConfig field is a flag; --config FILE)",
+    "evaluate": "score a trained run on preference pairs (implicit-reward accuracy and margin)",
+    "experiment": "the controlled experiment: DPO vs cDPO vs rDPO under injected flips",
+    "estimate-flip-rate": "estimate the flip rate of preference data",
+}
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog="python -m alignment", description=__doc__.splitlines()[0], allow_abbrev=False,
+        epilog="commands:\n" + "\n".join(f"  {name:20s}{text}" for name, text in COMMANDS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common_flags(parser)
+    parser.add_argument("command", choices=list(COMMANDS))
+    parser.add_argument("arguments", nargs=argparse.REMAINDER, help="the command's options (COMMAND --help)")
+    args = parser.parse_args(argv)
+    # train's --debug is TrainingArguments' own (overflow detection): there, write --debug before the command
+    debug = args.debug or (args.command != "train" and "--debug" in args.arguments)
+    verbose = args.verbose or bool({"-v", "--verbose"} & set(args.arguments))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
     logger.setLevel(logging.INFO)
+    runners = {"train": run_train, "evaluate": run_evaluate, "experiment": run_experiment,
+               "estimate-flip-rate": run_estimate_flip_rate}
+    from .trainer import TrainingDivergedError
+
     try:
-        return {"train": _train, "evaluate": _evaluate, "experiment": _experiment,
-                "estimate-flip-rate": _estimate}[args.command](args)
-    except (ValueError, FileNotFoundError) as error:
+        return runners[args.command](args.arguments)
+    except (ValueError, OSError, TrainingDivergedError) as error:
+        if debug:
+            raise
         print(f"error: {error}", file=sys.stderr)
         return 2
 
 
+def _add_common_flags(parser: argparse.ArgumentParser, *, debug: bool = True) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    if debug:
+        parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+
+
 def _say(message: str) -> None:
-    print(message, flush=True)
+    """Print on the main process only (``accelerate launch`` starts several)."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(message, flush=True)
 
 
-def _train(args) -> int:
-    import torch
+# -- train -----------------------------------------------------------------------------------------------------
 
-    from .data import load_preference_pairs
-    from .experiment import ExperimentSettings, evaluate_policy, inject_flips, make_experiment_data, train_policy
-    from .io import save_pretrained_atomic, write_json_atomic
-    from .models import load_model
 
-    torch.set_num_threads(1)
-    settings = ExperimentSettings(steps=args.steps, beta=args.beta, learning_rate=args.lr,
-                                  batch_size=args.batch_size)
-    data = None
-    if args.data:
-        loaded = load_preference_pairs(args.data, on_invalid=args.on_invalid)
-        _say(loaded.summary())
-        pairs = loaded.pairs
-        clean = load_preference_pairs(args.clean_data).pairs if args.clean_data else None
-    else:
-        model, tokenizer = load_model(args.model)
-        data = make_experiment_data(model, tokenizer, settings, seed=args.seed)
-        pairs, clean = data.train, data.calibration
-        _say(f"experiment pairs: {len(pairs)} training, {len(clean)} clean calibration, {data.n_tied} tied left out")
-    if args.inject_flips:
-        pairs, mask = inject_flips(pairs, args.inject_flips, seed=args.seed + 1000)
-        _say(f"injected flips: {int(mask.sum())} of {len(mask)} pairs")
-    trainer, policy, reference, tokenizer = train_policy(
-        pairs, loss=args.loss, flip_rate=args.flip_rate, steps=args.steps, batch_size=args.batch_size,
-        learning_rate=args.lr, beta=args.beta, seed=args.seed, model_path=args.model, clean_pairs=clean,
-        show_progress=True,
-    )
-    out = Path(args.out)
-    save_pretrained_atomic(policy, tokenizer, out / "model")
-    run = {
-        "model": str(args.model), "data": args.data, "loss": args.loss, "flip_rate": args.flip_rate,
-        "trained_flip_rate": trainer.flip_rate, "inject_flips": args.inject_flips, "steps": args.steps,
-        "beta": args.beta, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
-        "n_pairs": len(pairs),
-        "flip_rate_estimate": trainer.flip_rate_estimate.to_dict() if trainer.flip_rate_estimate else None,
-        "log_history": trainer.state.log_history,
-    }
-    write_json_atomic(out / "run.json", run)
-    if trainer.flip_rate_estimate is not None:
-        _say(f"estimated flip rate: {trainer.flip_rate_estimate}")
-    if data is not None:
-        metrics = evaluate_policy(policy, reference, tokenizer, data.eval_prompts, data.eval_pairs, beta=args.beta,
-                                  seed=args.seed + 20_000)
-        write_json_atomic(out / "metrics.json", {**metrics, "reference_reward": data.reference_reward})
-        _say(json.dumps(metrics))
-    _say(f"saved {out}")
+def train_parser():
+    """TRL's parser over the three argument dataclasses of ``train``, plus ``--config``."""
+    from trl import TrlParser
+
+    from .arguments import PolicyModelConfig, TrainArguments
+    from .config import RobustDPOConfig
+
+    parser = TrlParser((TrainArguments, RobustDPOConfig, PolicyModelConfig), prog="python -m alignment train",
+                       description=COMMANDS["train"], allow_abbrev=False)
+    parser.add_argument("--config", help="YAML file of option values (keys with underscores, as in RUN/config.yaml); "
+                        "options given on the command line override it")
+    _add_common_flags(parser, debug=False)  # --debug is a TrainingArguments field; use it before `train`
+    return parser
+
+
+def parse_train(argv: list[str]):
+    """``(data_args, config, model_args, values)``: the dataclasses of ``train`` and the resolved flag values.
+
+    ``values`` (flag name -> value) is what RUN/config.yaml records: the file and command line merged, with the
+    model's context filled in for ``max_length`` and evaluation switched on when there is an eval set.
+    """
+    from transformers import AutoConfig
+
+    from .models import load_tokenizer, model_folder
+    from .sequences import model_context_length
+
+    parser = train_parser()
+    values = _parse_with_config_file(parser, argv)
+    folder = model_folder(values["model_name_or_path"])
+    if values["max_length"] is None:
+        values["max_length"] = model_context_length(AutoConfig.from_pretrained(folder, local_files_only=True),
+                                                    load_tokenizer(folder))
+    if (values["eval_data"] or values["eval_fraction"]) and values["eval_strategy"] in ("no", None):
+        values["eval_strategy"] = "steps"
+    fields = {key: value for key, value in values.items() if key not in ("config", "verbose")}
+    data_args, config, model_args = parser.parse_dict(fields)
+    return data_args, config, model_args, values
+
+
+def _parse_with_config_file(parser, argv: list[str]) -> dict:
+    """The parsed flag values, with the defaults replaced by those of ``--config FILE`` when given."""
+    import yaml
+
+    values = vars(parser.parse_args(argv))
+    if values.get("config"):
+        path = Path(values["config"])
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            file_values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path}: not valid YAML ({error})") from None
+        if not isinstance(file_values, dict):
+            raise ValueError(f"{path}: expected a mapping of option names to values")
+        unknown = parser.set_defaults_with_config(**file_values)
+        if unknown:
+            raise ValueError(f"{path}: unknown options {', '.join(unknown[0::2])}")
+        values = vars(parser.parse_args(argv))
+    return values
+
+
+def run_train(argv: list[str]) -> int:
+    from .runs import train_run
+
+    data_args, config, model_args, values = parse_train(argv)
+    _set_threads(data_args.num_threads)
+    train_run(data_args, config, model_args, values, say=_say)
     return 0
 
 
-def _evaluate(args) -> int:
-    import torch
+def _set_threads(num_threads: int | None) -> None:
+    if num_threads is not None:
+        import torch
 
-    from .data import load_preference_pairs
-    from .experiment import ExperimentSettings, evaluate_policy, implicit_preference_accuracy, make_experiment_data
-    from .io import write_json_atomic
-    from .models import load_model
+        torch.set_num_threads(num_threads)
 
-    torch.set_num_threads(1)
-    run_dir = Path(args.run_dir)
-    if not (run_dir / "run.json").is_file():
-        raise FileNotFoundError(f"{run_dir}: not a run directory (no run.json); create one with `train`")
-    run = json.loads((run_dir / "run.json").read_text())
-    policy, tokenizer = load_model(run_dir / "model")
-    reference, _ = load_model(run["model"])
-    if args.data:
-        pairs = load_preference_pairs(args.data).pairs
-        metrics = {"pref_accuracy": implicit_preference_accuracy(policy, reference, tokenizer, pairs,
-                                                                 beta=run["beta"]), "n_pairs": len(pairs)}
+
+# -- evaluate --------------------------------------------------------------------------------------------------
+
+
+def run_evaluate(argv: list[str]) -> int:
+    from transformers import HfArgumentParser
+
+    from .arguments import EvaluateArguments
+    from .runs import evaluate_run
+
+    parser = HfArgumentParser(EvaluateArguments, prog="python -m alignment evaluate", allow_abbrev=False,
+                              description=COMMANDS["evaluate"])
+    parser.add_argument("run_dir", help="a run directory written by train")
+    _add_common_flags(parser)
+    values = vars(parser.parse_args(argv))
+    run_dir = values.pop("run_dir")
+    values.pop("verbose"), values.pop("debug")
+    (args,) = parser.parse_dict(values)
+    _set_threads(args.num_threads)
+    metrics = evaluate_run(run_dir, args, say=(lambda message: None) if args.json else _say)
+    if args.json:
+        print(json.dumps(metrics), flush=True)
     else:
-        settings = ExperimentSettings(beta=run["beta"])
-        data = make_experiment_data(reference, tokenizer, settings, seed=run["seed"])
-        metrics = evaluate_policy(policy, reference, tokenizer, data.eval_prompts, data.eval_pairs,
-                                  beta=run["beta"], seed=run["seed"] + 20_000)
-        metrics["reference_reward"] = data.reference_reward
-    write_json_atomic(run_dir / "eval.json", metrics)
-    _say(json.dumps(metrics))
+        _say(json.dumps({key: value for key, value in metrics.items() if key != "data"}))
     return 0
 
 
-def _experiment(args) -> int:
-    from .experiment import ExperimentSettings, results_table, run_experiment
+# -- experiment and estimate-flip-rate --------------------------------------------------------------------------
 
+
+def _flip_rate_option(text: str) -> float:
+    from .losses import check_flip_rate
+
+    try:
+        return check_flip_rate(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def experiment_parser() -> argparse.ArgumentParser:
+    from .experiment import EXPERIMENT_METHODS
+
+    parser = argparse.ArgumentParser(prog="python -m alignment experiment", description=COMMANDS["experiment"],
+                                     allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--flip-rate", type=_flip_rate_option, nargs="+", required=True,
+                        help="injected flip rates ε in [0, 0.5)")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=None, help="training steps per run (default 40)")
+    parser.add_argument("--methods", nargs="+", default=None, choices=list(EXPERIMENT_METHODS),
+                        help="subset of the methods (default: all)")
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--train-prompts", type=int, default=None, help="use only this many training prompts")
+    parser.add_argument("--eval-prompts", type=int, default=None, help="held-out prompts (default 32)")
+    parser.add_argument("--eval-samples", type=int, default=None,
+                        help="samples per held-out prompt, for the reward/KL and for the clean pairs (default 16)")
+    parser.add_argument("--samples-per-prompt", type=int, default=None,
+                        help="continuations sampled per training prompt (default 64)")
+    parser.add_argument("--shard", type=int, nargs=2, metavar=("J", "N"), default=(0, 1),
+                        help="run only cell J of every N (seed × flip-rate cells) so N processes share a grid; "
+                        "combine with benchmarks/rdpo_experiment.py or alignment.experiment.merge_results")
+    parser.add_argument("--out", required=True, help="output folder (results.json, results.md, plot)")
+    _add_common_flags(parser)
+    return parser
+
+
+def run_experiment(argv: list[str]) -> int:
+    from .experiment import ExperimentSettings, results_table, run_experiment as run_grid
+
+    args = experiment_parser().parse_args(argv)
     overrides = {}
     if args.steps is not None:
         overrides["steps"] = args.steps
@@ -205,8 +230,8 @@ def _experiment(args) -> int:
     if args.eval_samples is not None:
         overrides["samples_per_eval_prompt"] = overrides["eval_pair_samples_per_prompt"] = args.eval_samples
     settings = ExperimentSettings(**overrides)
-    results = run_experiment(args.flip_rate, seeds=args.seeds, settings=settings, model_path=args.model,
-                             out_dir=args.out, progress=_say, shard=tuple(args.shard))
+    results = run_grid(args.flip_rate, seeds=args.seeds, settings=settings, model_path=args.model,
+                       out_dir=args.out, progress=_say, shard=tuple(args.shard))
     _say(results_table(results))
     for key, entry in results["results"].items():
         if "estimated_flip_rate" in entry:
@@ -215,6 +240,24 @@ def _experiment(args) -> int:
                  f"(mean 95% CI [{est['ci_low']:.3f}, {est['ci_high']:.3f}])")
     _say(f"wrote {Path(args.out) / 'results.json'}")
     return 0
+
+
+def estimate_parser() -> argparse.ArgumentParser:
+    from .data import ON_INVALID
+
+    parser = argparse.ArgumentParser(prog="python -m alignment estimate-flip-rate", allow_abbrev=False,
+                                     description=COMMANDS["estimate-flip-rate"],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data", required=True, help="annotated pairs (columns annotator1..K, PandaLM coding "
+                        "0 tie / 1 first / 2 second), text pairs (chosen/rejected), or scored pairs (columns "
+                        "score, label, clean)")
+    parser.add_argument("--clean-data", help="clean-labelled text pairs (scorer method)")
+    parser.add_argument("--on-invalid", choices=ON_INVALID, default="raise",
+                        help="what to do with an invalid pair in --data or --clean-data: raise, or drop and count")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="write the estimate as JSON here")
+    _add_common_flags(parser)
+    return parser
 
 
 def _read_table(path: str):
@@ -235,13 +278,14 @@ def _read_table(path: str):
     raise ValueError(f"{p}: unknown file type; expected .jsonl[.gz], .json[.gz], .parquet or .csv")
 
 
-def _estimate(args) -> int:
+def run_estimate_flip_rate(argv: list[str]) -> int:
     from robustrec.noise import flip_rate_from_scorer
 
-    from .data import load_preference_pairs
+    from .data import load_preference_pairs, pairs_as_text
     from .flip_rate import annotation_columns, estimate_flip_rate, estimate_flip_rate_from_annotations, pandalm_codes
     from .io import write_json_atomic
 
+    args = estimate_parser().parse_args(argv)
     frame = _read_table(args.data)
     if len(annotation_columns(frame)) >= 2:
         codes = pandalm_codes(frame)
@@ -255,10 +299,14 @@ def _estimate(args) -> int:
             frame.loc[clean, "score"].to_numpy(), frame.loc[clean, "label"].to_numpy(), seed=args.seed,
         )
     else:
-        pairs = load_preference_pairs(args.data, on_invalid="drop")
+        pairs = load_preference_pairs(args.data, on_invalid=args.on_invalid)
         _say(pairs.summary())
-        clean = load_preference_pairs(args.clean_data).pairs if args.clean_data else None
-        estimate = estimate_flip_rate(pairs.pairs, clean_pairs=clean, seed=args.seed)
+        clean = None
+        if args.clean_data:
+            clean_pairs = load_preference_pairs(args.clean_data, on_invalid=args.on_invalid)
+            _say(clean_pairs.summary())
+            clean = pairs_as_text(clean_pairs.pairs)
+        estimate = estimate_flip_rate(pairs_as_text(pairs.pairs), clean_pairs=clean, seed=args.seed)
     _say(f"estimated flip rate: {estimate}")
     if args.out:
         write_json_atomic(args.out, estimate.to_dict())

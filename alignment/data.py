@@ -1,20 +1,26 @@
-"""Preference pairs: load, split HH-RLHF dialogues, validate, tokenise.
+"""Preference pairs: load, split HH-RLHF dialogues, validate, convert to chat messages.
 
-A *preference pair* is three texts: a ``prompt``, the ``chosen`` completion and the ``rejected`` one.
+A *preference pair* is a ``prompt``, the ``chosen`` completion and the ``rejected`` one, either as texts or as
+chat messages (lists of ``{"role": ..., "content": ...}``, the conversational form of TRL's preference datasets).
 :func:`load_preference_pairs` reads them from
 
 - JSON lines (``.jsonl``, ``.jsonl.gz``), a JSON list of objects (``.json``, ``.json.gz``), Parquet
-  (``.parquet``), a :class:`pandas.DataFrame` or a :class:`datasets.Dataset`;
+  (``.parquet``), a folder written by ``datasets``' ``save_to_disk`` (a Dataset or a DatasetDict), a
+  :class:`pandas.DataFrame`, a :class:`datasets.Dataset` or a :class:`datasets.DatasetDict` (pick a split);
 - in the *explicit* form (``prompt``, ``chosen``, ``rejected``: the completions exclude the prompt) or the
-  *HH-RLHF* form (``chosen``, ``rejected``: whole dialogues sharing their beginning). An HH pair is split at the
-  last ``"\\n\\nAssistant:"`` inside the longest common prefix of the two dialogues: everything up to and
-  including that marker is the prompt, the rest of each dialogue is its completion.
+  *HH-RLHF* form (``chosen``, ``rejected`` only: whole dialogues sharing their beginning). An HH text pair is
+  split at the last ``"\\n\\nAssistant:"`` inside the longest common prefix of the two dialogues: everything up to
+  and including that marker is the prompt, the rest of each dialogue is its completion. A pair of whole message
+  lists is split after their longest common run of messages.
 
-Every row is validated: a missing key, a value that is not text, an empty (or blank) text, identical chosen
-and rejected completions, or an HH pair without a shared assistant turn is an error naming the source and the
-row (1-based: the line number for JSON lines, the position otherwise). With ``on_invalid="drop"`` such rows
-are removed instead, and :class:`PreferencePairs` keeps each removed row with its reason; nothing is dropped
-without being counted.
+With ``hh_as_messages=True`` HH text pairs become chat messages (``Human:`` turns are ``user`` messages,
+``Assistant:`` turns ``assistant`` ones), so that a tokenizer's chat template applies to them.
+
+Every row is validated: a missing key, a value that is neither text nor a message list, an empty (or blank)
+text, identical chosen and rejected completions, or an HH pair without a shared assistant turn is an error
+naming the source and the row (1-based: the line number for JSON lines, the position otherwise). With
+``on_invalid="drop"`` such rows are removed instead, and :class:`PreferencePairs` keeps each removed row with its
+reason; nothing is dropped without being counted.
 """
 
 from __future__ import annotations
@@ -23,20 +29,27 @@ import gzip
 import json
 import logging
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 logger = logging.getLogger(__name__)
 
 COLUMNS = ("prompt", "chosen", "rejected")
 HH_ASSISTANT_MARKER = "\n\nAssistant:"
-FORMATS = ("auto", "explicit", "hh")
+#: The row forms :func:`load_preference_pairs` reads ("auto": explicit when a row has a ``prompt``, else HH).
+PAIR_FORMATS = ("auto", "explicit", "hh")
+#: What every command that reads pairs does with an invalid row (``--on-invalid``).
 ON_INVALID = ("raise", "drop")
+
+_HH_TURN = re.compile(r"\n\n(Human|Assistant):")
+_HH_ROLES = {"Human": "user", "Assistant": "assistant"}
 
 
 class PreferenceDataError(ValueError):
@@ -56,9 +69,9 @@ class PreferencePairs:
     """Validated preference pairs.
 
     Attributes:
-        pairs: DataFrame with string columns ``prompt``, ``chosen``, ``rejected`` (n_kept rows), plus a
-            ``row`` column holding each pair's 1-based row in the source.
-        source: where the pairs came from (a path, ``"DataFrame"`` or ``"Dataset"``).
+        pairs: DataFrame (n_kept rows) with columns ``prompt``, ``chosen``, ``rejected`` (all texts, or all
+            message lists) and ``row``, each pair's 1-based row in the source.
+        source: where the pairs came from (a path, ``"DataFrame"``, ``"Dataset"`` or ``"DatasetDict[split]"``).
         n_read: rows read from the source (kept + invalid).
         invalid: the rows dropped with ``on_invalid="drop"`` (empty with ``"raise"``).
     """
@@ -70,6 +83,11 @@ class PreferencePairs:
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+    @property
+    def conversational(self) -> bool:
+        """True when the pairs are chat messages rather than texts."""
+        return len(self.pairs) > 0 and isinstance(self.pairs["chosen"].iloc[0], list)
 
     def summary(self) -> str:
         """One line: rows read, kept and dropped, with the drop reasons counted."""
@@ -83,7 +101,7 @@ class PreferencePairs:
         """A :class:`datasets.Dataset` with columns ``prompt``, ``chosen``, ``rejected`` (what TRL expects)."""
         from datasets import Dataset
 
-        return Dataset.from_pandas(self.pairs[list(COLUMNS)], preserve_index=False)
+        return Dataset.from_list(self.pairs[list(COLUMNS)].to_dict("records"))
 
 
 def split_hh_dialogues(chosen: str, rejected: str, *, marker: str = HH_ASSISTANT_MARKER) -> tuple[str, str, str]:
@@ -100,41 +118,73 @@ def split_hh_dialogues(chosen: str, rejected: str, *, marker: str = HH_ASSISTANT
     return chosen[:end], chosen[end:], rejected[end:]
 
 
+def hh_to_messages(text: str, *, first_role: str = "user") -> list[dict[str, str]]:
+    """The turns of an HH-RLHF text as chat messages.
+
+    ``"\n\nHuman: hi\n\nAssistant: hello"`` gives ``[{"role": "user", "content": "hi"}, {"role": "assistant",
+    "content": "hello"}]``; text before the first marker is a message of ``first_role`` (a completion starts
+    inside an assistant turn). A trailing empty ``Assistant:`` turn (the end of an HH prompt) is left out: the
+    chat template's generation prompt stands for it.
+    """
+    parts = _HH_TURN.split(text)
+    messages = []
+    if parts[0].strip():
+        messages.append({"role": first_role, "content": parts[0].strip()})
+    for role, content in zip(parts[1::2], parts[2::2], strict=True):
+        messages.append({"role": _HH_ROLES[role], "content": content.strip()})
+    if messages and messages[-1]["role"] == "assistant" and not messages[-1]["content"]:
+        messages.pop()
+    return messages
+
+
 def load_preference_pairs(
     source: str | os.PathLike | pd.DataFrame | Any,
     *,
     format: Literal["auto", "explicit", "hh"] = "auto",
     on_invalid: Literal["raise", "drop"] = "raise",
+    split: str | None = None,
+    hh_as_messages: bool = False,
 ) -> PreferencePairs:
     """Read and validate preference pairs.
 
     Args:
-        source: a path (``.jsonl``, ``.jsonl.gz``, ``.json``, ``.json.gz``, ``.parquet``), a DataFrame or a
-            ``datasets.Dataset``.
-        format: ``"explicit"`` (prompt/chosen/rejected), ``"hh"`` (whole dialogues in chosen/rejected) or
-            ``"auto"``: explicit when the source has a ``prompt`` key, HH otherwise.
-        on_invalid: ``"raise"`` stops at the first invalid row with a :class:`PreferenceDataError`;
-            ``"drop"`` removes invalid rows, records them in ``PreferencePairs.invalid`` and logs the count.
+        source: a path (``.jsonl``, ``.jsonl.gz``, ``.json``, ``.json.gz``, ``.parquet``, or a ``save_to_disk``
+            folder), a DataFrame, a ``datasets.Dataset`` or a ``datasets.DatasetDict``.
+        format: one of :data:`PAIR_FORMATS`: ``"explicit"`` (prompt/chosen/rejected), ``"hh"`` (whole dialogues
+            in chosen/rejected) or ``"auto"``: explicit when the source has a ``prompt`` key, HH otherwise.
+        on_invalid: one of :data:`ON_INVALID`: ``"raise"`` stops at the first invalid row with a
+            :class:`PreferenceDataError`; ``"drop"`` removes invalid rows, records them in
+            ``PreferencePairs.invalid`` and logs the count.
+        split: the split of a DatasetDict (needed when it has more than one).
+        hh_as_messages: turn HH text pairs into chat messages (:func:`hh_to_messages`).
 
     Returns:
         :class:`PreferencePairs` (pairs: DataFrame of n_kept rows).
     """
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    if format not in PAIR_FORMATS:
+        raise ValueError(f"format must be one of {PAIR_FORMATS}, got {format!r}")
     if on_invalid not in ON_INVALID:
         raise ValueError(f"on_invalid must be one of {ON_INVALID}, got {on_invalid!r}")
-    name, records = _records(source)
+    name, records = _records(source, split)
 
     kept: list[dict[str, Any]] = []
     invalid: list[InvalidRow] = []
     n_read = 0
     resolved = None if format == "auto" else format
+    conversational = None
     for row, record in records:
         n_read += 1
         if resolved is None:
             resolved = "explicit" if isinstance(record, Mapping) and "prompt" in record else "hh"
         try:
-            kept.append({**_validated(record, resolved), "row": row})
+            pair = _validated(record, resolved, hh_as_messages)
+            is_messages = isinstance(pair["chosen"], list)
+            if conversational is None:
+                conversational = is_messages
+            elif is_messages != conversational:
+                raise ValueError("mixes text and message-list pairs: "
+                                 + ("earlier rows are texts" if not conversational else "earlier rows are messages"))
+            kept.append({**pair, "row": row})
         except ValueError as error:
             if on_invalid == "raise":
                 raise PreferenceDataError(f"{name}, row {row}: {error}") from None
@@ -154,56 +204,55 @@ def load_preference_pairs(
     return result
 
 
-def tokenize_pairs(pairs: PreferencePairs | pd.DataFrame, tokenizer) -> pd.DataFrame:
-    """Token ids of each pair, the way TRL's DPOTrainer splits them.
+def pairs_as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with message lists replaced by their contents joined by blank lines (texts stay as they are).
 
-    The prompt is encoded alone and with each completion; the completion ids are what follows the common
-    prefix of those encodings. Returns a DataFrame (n rows) with list columns ``prompt_ids``, ``chosen_ids``,
-    ``rejected_ids`` and int columns ``prompt_len``, ``chosen_len``, ``rejected_len``.
+    For consumers that read words, such as the flip-rate scorer of :mod:`alignment.flip_rate`.
     """
-    frame = pairs.pairs if isinstance(pairs, PreferencePairs) else pairs
-    prompts = list(frame["prompt"])
-    prompt_ids = tokenizer(prompts)["input_ids"]
-    out: dict[str, list] = {"prompt_ids": [], "chosen_ids": [], "rejected_ids": []}
-    full = {
-        key: tokenizer([p + c for p, c in zip(prompts, frame[key], strict=True)])["input_ids"]
-        for key in ("chosen", "rejected")
-    }
-    for i, ids in enumerate(prompt_ids):
-        cut = min(_common_prefix_length(ids, full["chosen"][i]), _common_prefix_length(ids, full["rejected"][i]))
-        out["prompt_ids"].append(list(ids[:cut]))
-        out["chosen_ids"].append(list(full["chosen"][i][cut:]))
-        out["rejected_ids"].append(list(full["rejected"][i][cut:]))
-    result = pd.DataFrame(out)
-    for key in ("prompt", "chosen", "rejected"):
-        result[f"{key}_len"] = result[f"{key}_ids"].map(len)
-    return result
+    def text(value):
+        return "\n\n".join(m["content"] for m in value) if isinstance(value, list) else value
+
+    out = frame.copy()
+    for key in COLUMNS:
+        if key in out.columns:
+            out[key] = out[key].map(text)
+    return out
 
 
 # -- internals -------------------------------------------------------------------------------------------------
 
 
-def _common_prefix_length(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
+def _messages(value: Any, key: str) -> list[dict[str, str]]:
+    """``value`` as a list of ``{"role", "content"}`` dicts; ValueError when it is not one."""
+    if isinstance(value, np.ndarray):  # Parquet and datasets return arrays of dicts
+        value = value.tolist()
+    messages = []
+    for i, message in enumerate(value, start=1):
+        if not isinstance(message, Mapping) or not isinstance(message.get("role"), str) \
+                or not isinstance(message.get("content"), str):
+            raise ValueError(f"{key!r} message {i} is not an object with text 'role' and 'content'")
+        messages.append({"role": message["role"], "content": message["content"]})
+    return messages
 
 
-def _validated(record: Any, form: str) -> dict[str, str]:
-    """The row's prompt/chosen/rejected texts; ValueError with a short reason when invalid."""
+def _is_message_list(value: Any) -> bool:
+    return isinstance(value, (list, np.ndarray)) and len(value) > 0 and all(isinstance(m, Mapping) for m in value)
+
+
+def _validated(record: Any, form: str, hh_as_messages: bool) -> dict[str, Any]:
+    """The row's prompt/chosen/rejected (texts or message lists); ValueError with a short reason when invalid."""
     if not isinstance(record, Mapping):
         raise ValueError(f"expected an object with keys {', '.join(COLUMNS)}, got {type(record).__name__}")
     keys = COLUMNS if form == "explicit" else ("chosen", "rejected")
     missing = [key for key in keys if key not in record]
     if missing:
         raise ValueError(f"missing key {', '.join(repr(k) for k in missing)}")
+    if all(_is_message_list(record[key]) for key in keys):
+        return _validated_messages({key: _messages(record[key], key) for key in keys}, form)
     for key in keys:
         value = record[key]
         if not isinstance(value, str):
-            raise ValueError(f"{key!r} is {type(value).__name__}, expected text")
+            raise ValueError(f"{key!r} is {type(value).__name__}, expected text or a list of messages")
     if form == "hh":
         if record["chosen"] == record["rejected"]:
             raise ValueError("'chosen' and 'rejected' are identical")
@@ -215,33 +264,111 @@ def _validated(record: Any, form: str) -> dict[str, str]:
             raise ValueError(f"empty {key!r}" + (" response" if key != "prompt" else ""))
     if chosen == rejected:
         raise ValueError("'chosen' and 'rejected' are identical")
+    if form == "hh" and hh_as_messages:
+        return _validated_messages({
+            "prompt": hh_to_messages(prompt),
+            "chosen": hh_to_messages(chosen, first_role="assistant"),
+            "rejected": hh_to_messages(rejected, first_role="assistant"),
+        }, "explicit")
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
-def _records(source: Any) -> tuple[str, Iterable[tuple[int, Any]]]:
+def _validated_messages(pair: dict[str, list], form: str) -> dict[str, list]:
+    if form == "hh":
+        chosen, rejected = pair["chosen"], pair["rejected"]
+        shared = 0
+        while shared < min(len(chosen), len(rejected)) and chosen[shared] == rejected[shared]:
+            shared += 1
+        pair = {"prompt": chosen[:shared], "chosen": chosen[shared:], "rejected": rejected[shared:]}
+    for key in COLUMNS:
+        if not pair[key]:
+            raise ValueError(f"empty {key!r}" + (" (the two conversations share no first message)"
+                                                 if key == "prompt" else " response"))
+        if not pair[key][-1]["content"].strip() or not pair[key][0]["content"].strip():
+            raise ValueError(f"empty {key!r}" + (" message" if key == "prompt" else " response"))
+    if pair["chosen"] == pair["rejected"]:
+        raise ValueError("'chosen' and 'rejected' are identical")
+    return pair
+
+
+def _records(source: Any, split: str | None) -> tuple[str, Iterable[tuple[int, Any]]]:
     """``(name, iterator of (1-based row, record))`` for any supported source."""
     if isinstance(source, pd.DataFrame):
         return "DataFrame", _enumerate_frame(source, "DataFrame")
-    if type(source).__name__ == "Dataset" and hasattr(source, "column_names"):
+    if _is_dataset_dict(source):
+        return _dataset_dict_records(source, split, "DatasetDict")
+    if _is_dataset(source):
+        if split is not None:
+            raise PreferenceDataError(f"split {split!r} given, but the source is a single Dataset without splits")
         return "Dataset", _enumerate_frame(source.to_pandas(), "Dataset")
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(
-            f"source must be a path, a pandas DataFrame or a datasets.Dataset, got {type(source).__name__}"
+            "source must be a path, a pandas DataFrame or a datasets Dataset/DatasetDict, got "
+            f"{type(source).__name__}"
         )
     path = Path(source)
+    if path.is_dir():
+        return _saved_dataset_records(path, split)
     if not path.is_file():
-        raise FileNotFoundError(f"preference data file not found: {path}")
+        raise FileNotFoundError(
+            f"preference data not found: {path}"
+            + (" (Hub data sets are not downloaded: this toolkit runs offline; save the data set with datasets' "
+               "save_to_disk on a machine with network and pass that folder)" if _looks_like_hub_name(source) else "")
+        )
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes[-1:] == [".gz"]:
         suffixes = suffixes[:-1]
     kind = suffixes[-1] if suffixes else ""
+    if split is not None:
+        raise PreferenceDataError(f"{path}: split {split!r} given, but a {kind or 'plain'} file has no splits")
     if kind == ".jsonl":
         return str(path), _read_json_lines(path)
     if kind == ".json":
         return str(path), _read_json_list(path)
     if kind == ".parquet":
         return str(path), _enumerate_frame(pd.read_parquet(path), str(path))
-    raise PreferenceDataError(f"{path}: unknown file type; expected .jsonl[.gz], .json[.gz] or .parquet")
+    raise PreferenceDataError(
+        f"{path}: unknown file type; expected .jsonl[.gz], .json[.gz], .parquet or a datasets save_to_disk folder"
+    )
+
+
+def _looks_like_hub_name(source: Any) -> bool:
+    text = str(source)
+    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", text)) and not text.endswith(
+        (".jsonl", ".json", ".gz", ".parquet"))
+
+
+def _is_dataset(source: Any) -> bool:
+    return type(source).__name__ == "Dataset" and hasattr(source, "column_names")
+
+
+def _is_dataset_dict(source: Any) -> bool:
+    return type(source).__name__ == "DatasetDict" and hasattr(source, "keys")
+
+
+def _dataset_dict_records(data, split: str | None, name: str) -> tuple[str, Iterable[tuple[int, Any]]]:
+    splits = list(data.keys())
+    if split is None:
+        if len(splits) != 1:
+            raise PreferenceDataError(f"{name} has splits {', '.join(splits)}: choose one (--data-split)")
+        split = splits[0]
+    if split not in splits:
+        raise PreferenceDataError(f"{name} has no split {split!r}; it has {', '.join(splits)}")
+    label = f"{name}[{split}]"
+    return label, _enumerate_frame(data[split].to_pandas(), label)
+
+
+def _saved_dataset_records(path: Path, split: str | None) -> tuple[str, Iterable[tuple[int, Any]]]:
+    if not ((path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()):
+        raise PreferenceDataError(f"{path}: a folder, but not one written by datasets' save_to_disk")
+    from datasets import load_from_disk
+
+    data = load_from_disk(str(path))
+    if _is_dataset_dict(data):
+        return _dataset_dict_records(data, split, str(path))
+    if split is not None:
+        raise PreferenceDataError(f"{path}: split {split!r} given, but the folder holds a single Dataset")
+    return str(path), _enumerate_frame(data.to_pandas(), str(path))
 
 
 def _open_text(path: Path):

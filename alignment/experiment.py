@@ -2,7 +2,7 @@
 
 A miniature of the IMDb experiment of Chowdhury, Kini & Natarajan (ICML 2024, "Provably Robust DPO"):
 
-1. **Policy.** The reference policy π_ref is the shipped stories260K model (:mod:`alignment.llama2c`).
+1. **Policy.** The reference policy π_ref is the shipped stories260K model (:mod:`alignment.models`).
 2. **Pairs.** For each training prompt (story openings, :data:`alignment.stories.STORY_OPENINGS`, split into
    training and held-out prompts), π_ref samples continuations (temperature 1, ``max_new_tokens`` tokens);
    consecutive samples of a prompt form a pair (a, b). Pairs whose two continuations have the same reward
@@ -24,7 +24,7 @@ which ≈ 1,780 are not tied; 30 % of them (≈ 530) are the clean calibration s
 them takes ≈ 25 s on one idle core; the estimate of ε then has 95 % intervals ≈ ±0.04 at every ε in
 {0, …, 0.4} (with 16 samples per prompt and a scorer fitted on the noisy pairs: ±0.15 and no estimate at 0.4).
 Training is the cost: ``steps`` × ``batch_size`` pairs per run, independent of the number of pairs.
-6. **Methods.** :data:`METHODS`: DPO, cDPO(ε), rDPO(ε) with the true ε, rDPO with ε estimated ("auto");
+6. **Methods.** :data:`EXPERIMENT_METHODS`: DPO, cDPO(ε), rDPO(ε) with the true ε, rDPO with ε estimated ("auto");
    same steps, batch, learning rate and seed.
 7. **Evaluation** on the held-out prompts: mean true reward of continuations sampled from the trained
    policy (``reward``); the Monte-Carlo KL(π_θ ‖ π_ref) = mean over those samples of
@@ -37,13 +37,10 @@ Training is the cost: ``steps`` × ``batch_size`` pairs per run, independent of 
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -58,14 +55,14 @@ from .stories import STORY_OPENINGS, sentiment_reward
 logger = logging.getLogger(__name__)
 
 #: Method name -> (loss, flip rate: "true" = the injected ε, "auto" = estimated, 0.0 = none).
-METHODS: dict[str, tuple[str, str | float]] = {
+EXPERIMENT_METHODS: dict[str, tuple[str, str | float]] = {
     "dpo": ("dpo", 0.0),
     "cdpo": ("cdpo", "true"),
     "rdpo": ("rdpo", "true"),
     "rdpo_auto": ("rdpo", "auto"),
 }
 
-METRICS = ("reward", "kl", "clean_pref_accuracy")
+EXPERIMENT_METRICS = ("reward", "kl", "clean_pref_accuracy")
 
 
 @dataclass
@@ -84,13 +81,13 @@ class ExperimentSettings:
     batch_size: int = 16
     learning_rate: float = 1e-3
     beta: float = 0.1
-    methods: tuple[str, ...] = tuple(METHODS)
+    methods: tuple[str, ...] = tuple(EXPERIMENT_METHODS)
     num_threads: int = 1  # tiny matrices: one thread is fastest, and far faster on a shared machine
 
     def __post_init__(self):
-        unknown = [m for m in self.methods if m not in METHODS]
+        unknown = [m for m in self.methods if m not in EXPERIMENT_METHODS]
         if unknown:
-            raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+            raise ValueError(f"unknown methods {unknown}; choose from {', '.join(EXPERIMENT_METHODS)}")
         if not 0 < self.calibration_fraction < 1:
             raise ValueError("calibration_fraction must lie in (0, 1)")
 
@@ -188,64 +185,6 @@ def inject_flips(train: pd.DataFrame, flip_rate: float, *, seed: int = 0) -> tup
     return out, mask
 
 
-def train_policy(
-    pairs: pd.DataFrame,
-    *,
-    loss: str,
-    flip_rate: float | str,
-    steps: int,
-    batch_size: int,
-    learning_rate: float,
-    beta: float,
-    seed: int,
-    model_path=None,
-    clean_pairs: pd.DataFrame | None = None,
-    output_dir: str | None = None,
-    show_progress: bool = False,
-):
-    """Fine-tune a fresh copy of the reference model on ``pairs``; returns ``(trainer, policy, reference, tokenizer)``."""
-    from datasets import Dataset
-
-    from .config import RobustDPOConfig
-    from .models import load_model
-    from .trainer import RobustDPOTrainer
-
-    torch.manual_seed(seed)
-    policy, tokenizer = load_model(model_path)
-    reference, _ = load_model(model_path)
-    with tempfile.TemporaryDirectory() as scratch:
-        config = RobustDPOConfig(
-            output_dir=output_dir or scratch,
-            loss=loss,
-            flip_rate=flip_rate,
-            beta=beta,
-            max_steps=steps,
-            per_device_train_batch_size=batch_size,
-            learning_rate=learning_rate,
-            lr_scheduler_type="constant",
-            warmup_steps=0,
-            seed=seed,
-            data_seed=seed,
-            use_cpu=not torch.cuda.is_available(),
-            report_to="none",
-            save_strategy="no",
-            logging_steps=max(1, steps // 10),
-            disable_tqdm=not show_progress,
-            max_length=256,
-            dataset_num_proc=None,
-        )
-        trainer = RobustDPOTrainer(
-            model=policy,
-            ref_model=reference,
-            args=config,
-            train_dataset=Dataset.from_pandas(pairs[["prompt", "chosen", "rejected"]], preserve_index=False),
-            processing_class=tokenizer,
-            clean_pairs=clean_pairs,
-        )
-        trainer.train()
-    return trainer, trainer.model, reference, tokenizer
-
-
 def evaluate_policy(
     policy,
     reference,
@@ -272,7 +211,12 @@ def evaluate_policy(
 
 
 def implicit_preference_accuracy(policy, reference, tokenizer, pairs: pd.DataFrame, *, beta: float) -> float:
-    """Share of pairs with β·[log π/π_ref](chosen) > β·[log π/π_ref](rejected); (n,) pairs, text columns."""
+    """Share of pairs with β·[log π/π_ref](chosen) > β·[log π/π_ref](rejected); (n,) pairs, text columns.
+
+    The experiment's pairs are sampled continuations that may end without EOS (sampling stops after
+    ``max_new_tokens``), so they are scored as they are, without the EOS that training appends
+    (:func:`alignment.policy.evaluate_pairs` scores pairs as training sees them).
+    """
     prompts = list(pairs["prompt"])
     margins = 0.0
     for column, sign in (("chosen", 1.0), ("rejected", -1.0)):
@@ -309,6 +253,7 @@ def run_experiment(
     """
     from .losses import check_flip_rate
     from .models import load_model
+    from .policy import train_policy
 
     settings = settings or ExperimentSettings()
     torch.set_num_threads(settings.num_threads)
@@ -339,7 +284,7 @@ def run_experiment(
             )
         noisy, mask = inject_flips(data.train, rate, seed=seed + 1000)
         for method in settings.methods:
-            loss, rate_spec = METHODS[method]
+            loss, rate_spec = EXPERIMENT_METHODS[method]
             flip_rate = rate if rate_spec == "true" else rate_spec
             started = time.perf_counter()
             trainer, policy, reference, tok = train_policy(
@@ -368,7 +313,7 @@ def run_experiment(
             if trainer.flip_rate_estimate is not None:
                 record["estimate"] = trainer.flip_rate_estimate.to_dict()
             runs.append(record)
-            say(f"ε={rate} seed={seed} {method}: " + ", ".join(f"{m}={metrics[m]:.3f}" for m in METRICS)
+            say(f"ε={rate} seed={seed} {method}: " + ", ".join(f"{m}={metrics[m]:.3f}" for m in EXPERIMENT_METRICS)
                 + (f", ε used {trainer.flip_rate:.3f}" if rate_spec == "auto" else "")
                 + f" ({record['seconds']:.0f} s)")
             bar.update(1)
@@ -449,7 +394,7 @@ def _summarise(runs, flip_rates, methods) -> dict:
         for method in methods:
             rows = at_rate[at_rate["method"] == method]
             if len(rows):
-                entry[method] = {metric: _mean_std(rows[metric]) for metric in METRICS}
+                entry[method] = {metric: _mean_std(rows[metric]) for metric in EXPERIMENT_METRICS}
         per_seed = [dict(r["estimate"], seed=r["seed"]) for r in runs
                     if r["flip_rate"] == float(rate) and isinstance(r.get("estimate"), dict)]
         if per_seed:
@@ -472,7 +417,7 @@ def results_table(results: dict) -> str:
             if method == "estimated_flip_rate":
                 continue
             used = runs[(runs["flip_rate"] == float(key)) & (runs["method"] == method)]["trained_flip_rate"].mean()
-            cells = [f"{metrics[m]['mean']:.3f} ± {metrics[m]['std']:.3f}" for m in METRICS]
+            cells = [f"{metrics[m]['mean']:.3f} ± {metrics[m]['std']:.3f}" for m in EXPERIMENT_METRICS]
             lines.append(f"| {key} | {method} | " + " | ".join(cells) + f" | {used:.3f} |")
     ref = results["reference"]["reward"]
     if ref is not None:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 #: The loss names, defined once: config validation, errors, CLI choices, docs and tests reuse this tuple.
-LOSSES: tuple[str, ...] = ("dpo", "rdpo", "cdpo", "ipo")
+PREFERENCE_LOSSES: tuple[str, ...] = ("dpo", "rdpo", "cdpo", "ipo")
 
 #: Losses that take a flip rate ε.
 FLIP_RATE_LOSSES: tuple[str, ...] = ("rdpo", "cdpo")
@@ -36,20 +36,32 @@ TRL_LOSS_TYPE: dict[str, str] = {"dpo": "sigmoid", "rdpo": "robust", "cdpo": "ro
 #: Flip rates must lie in [0, MAX_FLIP_RATE): at ε = 1/2 the labels carry no information and rDPO divides by 0.
 MAX_FLIP_RATE = 0.5
 
+#: The flip-rate value asking for an estimate from the training pairs instead of a number.
+AUTO = "auto"
+
 
 def check_loss(loss: str) -> str:
-    """Return ``loss`` if it is one of :data:`LOSSES`, else raise a ValueError listing them."""
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+    """Return ``loss`` if it is one of :data:`PREFERENCE_LOSSES`, else raise a ValueError listing them."""
+    if loss not in PREFERENCE_LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(PREFERENCE_LOSSES)}")
     return loss
 
 
-def check_flip_rate(flip_rate: float) -> float:
-    """Return ``flip_rate`` as a float if it lies in [0, 0.5), else raise a ValueError saying why."""
+def check_flip_rate(flip_rate, *, allow_auto: bool = False) -> float | str:
+    """The one validator of a flip rate ε: return it as a float in [0, 0.5), else raise a ValueError saying why.
+
+    With ``allow_auto``, the text ``"auto"`` (any case, surrounding blanks ignored) is returned as :data:`AUTO`.
+    Numbers may come as text (command lines, YAML files).
+    """
+    if allow_auto and isinstance(flip_rate, str) and flip_rate.strip().lower() == AUTO:
+        return AUTO
+    expected = "a number in [0, 0.5)" + (" or 'auto'" if allow_auto else "")
+    if isinstance(flip_rate, bool):
+        raise ValueError(f"flip rate must be {expected}, got {flip_rate!r}")
     try:
         value = float(flip_rate)
     except (TypeError, ValueError):
-        raise ValueError(f"flip rate must be a number in [0, 0.5) or 'auto', got {flip_rate!r}") from None
+        raise ValueError(f"flip rate must be {expected}, got {flip_rate!r}") from None
     if not 0.0 <= value < MAX_FLIP_RATE:
         raise ValueError(
             f"flip rate must lie in [0, 0.5), got {value}: at 0.5 or above the labels are no better than coin "
@@ -82,7 +94,7 @@ def preference_loss(
     """Per-pair loss, the reference for what the trainer computes through TRL.
 
     Args:
-        loss: one of :data:`LOSSES`.
+        loss: one of :data:`PREFERENCE_LOSSES`.
         chosen_logratios, rejected_logratios: (B,) ``log π_θ(y|x) − log π_ref(y|x)`` summed over the
             completion tokens.
         beta: β, the KL strength (for IPO: τ).

@@ -4,7 +4,8 @@
     python examples/align_quickstart.py my_pairs.jsonl     # rows {"prompt": ..., "chosen": ..., "rejected": ...}
 
 With ``flip_rate="auto"`` instead of 0.2, ε is estimated from the pairs before training (pass a few hundred
-pairs, and ideally ``clean_pairs=`` a set whose labels you trust; see alignment.flip_rate).
+pairs, and ideally ``clean_pairs=`` a set whose labels you trust; see alignment.flip_rate). The command line
+(``python -m alignment train``) does the same with every option as a flag: see docs/alignment.md.
 """
 
 import sys
@@ -49,7 +50,8 @@ with tempfile.TemporaryDirectory() as out:
         model=policy, ref_model=reference, args=config, processing_class=tokenizer,
         train_dataset=Dataset.from_pandas(pairs[["prompt", "chosen", "rejected"]], preserve_index=False),
     )
-    print(f"training {config.loss} with flip rate {trainer.flip_rate} on {len(pairs)} pairs")
+    print(f"training {config.loss} with flip rate {trainer.flip_rate} on {len(pairs)} pairs, fitted to "
+          f"max_length={config.max_length}: {trainer.length_counts['train']}")
     trainer.train()
 
 prompt = "Lily went to the park with her mom. She felt"

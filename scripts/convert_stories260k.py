@@ -18,10 +18,10 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from alignment.llama2c import (  # noqa: E402
+from llama2c import (  # noqa: E402
     DEFAULT_MODEL_DIR,
     Llama2cReference,
     Llama2cTokenizer,

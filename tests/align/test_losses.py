@@ -7,7 +7,7 @@ import torch
 from datasets import Dataset
 
 from alignment.config import RobustDPOConfig
-from alignment.losses import FLIP_RATE_LOSSES, LOSSES, preference_loss, trl_label_smoothing
+from alignment.losses import FLIP_RATE_LOSSES, PREFERENCE_LOSSES, preference_loss, trl_label_smoothing
 from alignment.trainer import RobustDPOTrainer
 
 
@@ -59,7 +59,7 @@ def test_zero_flip_rate_equals_dpo_loss_and_gradients(models, pairs, tmp_path, l
         torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("loss", PREFERENCE_LOSSES)
 def test_trainer_loss_equals_reference_formula(models, pairs, tmp_path, loss):
     flip_rate = 0.2 if loss in FLIP_RATE_LOSSES else 0.0
     value, _, batch = batch_loss_and_grads(models, pairs, tmp_path, loss, flip_rate)

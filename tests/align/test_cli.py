@@ -6,19 +6,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alignment.cli import build_parser, main
-from alignment.losses import LOSSES
+from alignment.cli import main, train_parser
+from alignment.losses import PREFERENCE_LOSSES
 
 from .conftest import PAIRS
 
 
-def test_loss_choices_come_from_losses():
-    parser = build_parser()
-    assert parser.parse_args(["train", "--loss", LOSSES[-1]]).loss == LOSSES[-1]
+def test_loss_choices_come_from_losses(capsys):
+    parser = train_parser()
+    assert parser.parse_args(["--loss", PREFERENCE_LOSSES[-1]]).loss == PREFERENCE_LOSSES[-1]
     with pytest.raises(SystemExit):
-        parser.parse_args(["train", "--loss", "sigmoid"])
-    with pytest.raises(SystemExit):
-        parser.parse_args(["train", "--flip-rate", "0.5"])
+        parser.parse_args(["--loss", "sigmoid"])
+    assert main(["train", "--loss", "rdpo", "--flip-rate", "0.5"]) == 2
+    assert "flip rate must lie in [0, 0.5), got 0.5" in capsys.readouterr().err
 
 
 @pytest.mark.slow

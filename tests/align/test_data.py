@@ -6,7 +6,8 @@ import json
 import pandas as pd
 import pytest
 
-from alignment.data import PreferenceDataError, load_preference_pairs, split_hh_dialogues, tokenize_pairs
+from alignment.data import PreferenceDataError, load_preference_pairs, split_hh_dialogues
+from alignment.sequences import tokenize_pair
 
 ROWS = [
     {"prompt": "Once upon a time", "chosen": " she smiled.", "rejected": " she cried."},
@@ -101,9 +102,10 @@ def test_tokenize_pairs_with_default_tokenizer():
     from alignment.models import load_model
 
     _, tokenizer = load_model()
-    tokens = tokenize_pairs(load_preference_pairs(pd.DataFrame(ROWS)), tokenizer)
-    assert (tokens["chosen_len"] > 0).all() and (tokens["prompt_len"] > 1).all()
-    assert tokens.loc[0, "prompt_ids"][0] == tokenizer.bos_token_id
+    tokens = [tokenize_pair(pair, tokenizer) for pair in load_preference_pairs(pd.DataFrame(ROWS)).to_dataset()]
+    assert all(len(t["chosen_ids"]) > 1 and len(t["prompt_ids"]) > 1 for t in tokens)
+    assert tokens[0]["prompt_ids"][0] == tokenizer.bos_token_id
+    assert all(t["chosen_ids"][-1] == t["rejected_ids"][-1] == tokenizer.eos_token_id for t in tokens)
 
 
 @pytest.mark.shared_data
@@ -118,8 +120,8 @@ def test_hh_rlhf_harmless_end_to_end(shared_data):
     assert sorted(item.row for item in pairs.invalid) == [87, 517, 926, 1104]
     assert pairs.pairs["prompt"].str.endswith("\n\nAssistant:").all()
     _, tokenizer = load_model()
-    tokens = tokenize_pairs(pairs.pairs.iloc[:200], tokenizer)
-    assert (tokens["chosen_len"] > 0).all() and (tokens["rejected_len"] > 0).all()
+    tokens = [tokenize_pair(pair, tokenizer) for pair in pairs.pairs.iloc[:200].to_dict("records")]
+    assert all(len(t["chosen_ids"]) > 1 and len(t["rejected_ids"]) > 1 for t in tokens)
     # the byte-fallback vocabulary round-trips the dialogue text
     text = pairs.pairs.loc[0, "prompt"]
     assert tokenizer.decode(tokenizer(text)["input_ids"], skip_special_tokens=True).strip() == text.strip()

@@ -1,4 +1,5 @@
-"""llama2.c checkpoints: reader, reference implementation and converter to transformers.
+"""llama2.c checkpoints: reader, reference implementation and converter to transformers (a development tool,
+not part of the installed packages).
 
 The default policy of the alignment experiments is Andrej Karpathy's ``stories260K`` checkpoint
 (MIT, llama2.c), a 260K-parameter Llama-2 model trained on TinyStories. This module
@@ -9,8 +10,9 @@ The default policy of the alignment experiments is Andrej Karpathy's ``stories26
   ``forward`` pass (``Llama2cReference``, numpy, with llama2.c's interleaved RoPE pairs read from the
   file's own ``freq_cis`` tables), used by the tests as ground truth;
 * converts both into a ``transformers`` ``LlamaForCausalLM`` and a fast tokenizer (``convert``), which
-  ``scripts/convert_stories260k.py`` runs; the converted files ship in ``alignment/default_model``;
-* loads the shipped model offline (``DEFAULT_MODEL_DIR``, ``load_default_model``).
+  ``scripts/convert_stories260k.py`` runs; the converted files ship in ``alignment/default_model``
+  (:data:`alignment.models.DEFAULT_MODEL_DIR`), which the tests check against this reference;
+* loads a converted folder offline (``load_default_model``).
 
 Only numpy is imported at module import; torch, transformers and tokenizers are imported by the
 functions that need them.
@@ -41,8 +43,7 @@ __all__ = [
     "to_hf_state_dict",
 ]
 
-#: Folder of the converted stories260K model and tokenizer shipped inside the package.
-DEFAULT_MODEL_DIR: Path = Path(__file__).resolve().parent / "default_model"
+from alignment.models import DEFAULT_MODEL_DIR  # noqa: E402  (the folder the converted model ships in)
 
 #: What stories260K produces greedily from BOS (60 tokens, pieces joined as llama2.c prints them).
 DOCUMENTED_SAMPLE = (

@@ -3,14 +3,14 @@
 import pytest
 
 from alignment.config import RobustDPOConfig
-from alignment.losses import FLIP_RATE_LOSSES, LOSSES, TRL_LOSS_TYPE, trl_label_smoothing
+from alignment.losses import FLIP_RATE_LOSSES, PREFERENCE_LOSSES, TRL_LOSS_TYPE, trl_label_smoothing
 
 
 def make(tmp_path, **kwargs):
     return RobustDPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", **kwargs)
 
 
-@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("loss", PREFERENCE_LOSSES)
 def test_every_loss_maps_to_trl(tmp_path, loss):
     flip_rate = 0.2 if loss in FLIP_RATE_LOSSES else 0.0
     config = make(tmp_path, loss=loss, flip_rate=flip_rate)
@@ -19,7 +19,7 @@ def test_every_loss_maps_to_trl(tmp_path, loss):
 
 
 def test_unknown_loss_lists_the_losses(tmp_path):
-    with pytest.raises(ValueError, match="unknown loss 'sigmoid'; choose one of " + ", ".join(LOSSES)):
+    with pytest.raises(ValueError, match="unknown loss 'sigmoid'; choose one of " + ", ".join(PREFERENCE_LOSSES)):
         make(tmp_path, loss="sigmoid")
 
 
@@ -52,5 +52,5 @@ def test_fields_carry_help(tmp_path):
     import dataclasses
 
     fields = {f.name: f for f in dataclasses.fields(RobustDPOConfig)}
-    assert all(name in fields["loss"].metadata["help"] for name in LOSSES)
+    assert all(name in fields["loss"].metadata["help"] for name in PREFERENCE_LOSSES)
     assert "auto" in fields["flip_rate"].metadata["help"]

@@ -1,7 +1,8 @@
 """The shipped default model (llama2.c stories260K converted to transformers) and its converter.
 
 Tests marked ``shared_data`` compare with the original files in ../shared/data/stories260K through the
-numpy reference of llama2.c (alignment.llama2c); the others need only the shipped files.
+numpy reference of llama2.c (scripts/llama2c.py, a development tool outside the installed packages); the others
+need only the shipped files.
 """
 
 from __future__ import annotations
@@ -9,13 +10,17 @@ from __future__ import annotations
 import importlib.util
 import json
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from alignment.llama2c import (
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+
+from llama2c import (  # noqa: E402
     DEFAULT_MODEL_DIR,
     DOCUMENTED_SAMPLE,
     SCORES_FILE,
@@ -27,8 +32,6 @@ from alignment.llama2c import (
     read_checkpoint,
     read_tokenizer,
 )
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # stories260K's greedy tokens from BOS (id 1), as llama2.c's forward gives them.
 SAMPLE_IDS = [
