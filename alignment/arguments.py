@@ -58,6 +58,10 @@ class TrainArguments:
         default=0.0, metadata={"help": "Flip this share of the training labels first (experiments)."}
     )
     num_threads: int | None = field(default=None, metadata={"help": _THREADS_HELP})
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "Replace the run in --out; the old run stays intact until the new one has finished."},
+    )
 
     def __post_init__(self):
         self.inject_flips = check_flip_rate(self.inject_flips)

@@ -29,7 +29,7 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(
+    parser = one_line_errors(argparse.ArgumentParser)(
         prog="python -m alignment", description=__doc__.splitlines()[0], allow_abbrev=False,
         epilog="commands:\n" + "\n".join(f"  {name:20s}{text}" for name, text in COMMANDS.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -43,17 +43,54 @@ def main(argv: list[str] | None = None) -> int:
     verbose = args.verbose or bool({"-v", "--verbose"} & set(args.arguments))
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
     logger.setLevel(logging.INFO)
+    _quiet_libraries(verbose)
     runners = {"train": run_train, "evaluate": run_evaluate, "experiment": run_experiment,
                "estimate-flip-rate": run_estimate_flip_rate}
     from .trainer import TrainingDivergedError
 
     try:
         return runners[args.command](args.arguments)
-    except (ValueError, OSError, TrainingDivergedError) as error:
+    except KeyboardInterrupt:
+        print(f"alignment {args.command}: interrupted; a finished run in the output folder is intact, and a "
+              "checkpoint-N folder (--save-steps) continues with --resume last", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, MemoryError, TrainingDivergedError) as error:
         if debug:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"alignment {args.command}: error: {message}", file=sys.stderr)
         return 2
+
+
+#: Libraries whose deprecation warnings concern their own calls into each other (TRL 1.16 still calls the
+#: gradient_checkpointing names that transformers 5 deprecates), not anything the user wrote.
+LIBRARIES = ("transformers", "trl", "accelerate", "peft", "datasets", "torch")
+
+
+def one_line_errors(parser_class: type) -> type:
+    """``parser_class`` whose usage errors are one line (argparse prints the whole usage first: 170 lines for
+    ``train``, whose every DPOConfig field is a flag)."""
+
+    class OneLineErrors(parser_class):
+        def error(self, message: str):
+            self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    OneLineErrors.__name__ = parser_class.__name__
+    return OneLineErrors
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    """Keep stderr for what concerns the run: no library-internal deprecation warnings, and no per-file
+    loading/saving progress bars unless ``--verbose``."""
+    import warnings
+
+    for library in LIBRARIES:
+        for category in (FutureWarning, DeprecationWarning):
+            warnings.filterwarnings("ignore", category=category, module=rf"{library}(\.|$)")
+    if not verbose:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
 
 
 def _add_common_flags(parser: argparse.ArgumentParser, *, debug: bool = True) -> None:
@@ -78,7 +115,7 @@ def train_parser():
     from .arguments import PolicyModelConfig, TrainArguments
     from .config import RobustDPOConfig
 
-    parser = TrlParser((TrainArguments, RobustDPOConfig, PolicyModelConfig), prog="python -m alignment train",
+    parser = one_line_errors(TrlParser)((TrainArguments, RobustDPOConfig, PolicyModelConfig), prog="python -m alignment train",
                        description=COMMANDS["train"], allow_abbrev=False)
     parser.add_argument("--config", help="YAML file of option values (keys with underscores, as in RUN/config.yaml); "
                         "options given on the command line override it")
@@ -157,7 +194,7 @@ def run_evaluate(argv: list[str]) -> int:
     from .arguments import EvaluateArguments
     from .runs import evaluate_run
 
-    parser = HfArgumentParser(EvaluateArguments, prog="python -m alignment evaluate", allow_abbrev=False,
+    parser = one_line_errors(HfArgumentParser)(EvaluateArguments, prog="python -m alignment evaluate", allow_abbrev=False,
                               description=COMMANDS["evaluate"])
     parser.add_argument("run_dir", help="a run directory written by train")
     _add_common_flags(parser)
@@ -189,7 +226,7 @@ def _flip_rate_option(text: str) -> float:
 def experiment_parser() -> argparse.ArgumentParser:
     from .experiment import EXPERIMENT_METHODS
 
-    parser = argparse.ArgumentParser(prog="python -m alignment experiment", description=COMMANDS["experiment"],
+    parser = one_line_errors(argparse.ArgumentParser)(prog="python -m alignment experiment", description=COMMANDS["experiment"],
                                      allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--flip-rate", type=_flip_rate_option, nargs="+", required=True,
                         help="injected flip rates ε in [0, 0.5)")
@@ -245,7 +282,7 @@ def run_experiment(argv: list[str]) -> int:
 def estimate_parser() -> argparse.ArgumentParser:
     from .data import ON_INVALID
 
-    parser = argparse.ArgumentParser(prog="python -m alignment estimate-flip-rate", allow_abbrev=False,
+    parser = one_line_errors(argparse.ArgumentParser)(prog="python -m alignment estimate-flip-rate", allow_abbrev=False,
                                      description=COMMANDS["estimate-flip-rate"],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--data", required=True, help="annotated pairs (columns annotator1..K, PandaLM coding "
@@ -287,6 +324,9 @@ def run_estimate_flip_rate(argv: list[str]) -> int:
 
     args = estimate_parser().parse_args(argv)
     frame = _read_table(args.data)
+    if len(annotation_columns(frame)) == 1:
+        raise ValueError(f"{args.data}: one annotator column ({annotation_columns(frame)[0]}); repeated labels need "
+                         "at least two (annotator1, annotator2, ...)")
     if len(annotation_columns(frame)) >= 2:
         codes = pandalm_codes(frame)
         estimate = estimate_flip_rate_from_annotations(codes, seed=args.seed)

@@ -134,7 +134,8 @@ class RobustDPOConfig(DPOConfig):
         with warnings.catch_warnings():
             # TRL deprecates its own 'keep_end' (the end of the whole sequence); ours is applied before TRL's
             # collator sees the pairs (alignment.sequences), which then cuts nothing.
-            warnings.filterwarnings("ignore", message=".*'keep_end' truncation mode is deprecated.*")
+            warnings.filterwarnings("ignore", message=".*keep_end.*truncation mode is deprecated",
+                                    category=FutureWarning)
             super().__post_init__()
 
     def _check_not_empty(self) -> None:

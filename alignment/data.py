@@ -326,7 +326,11 @@ def _records(source: Any, split: str | None) -> tuple[str, Iterable[tuple[int, A
     if kind == ".json":
         return str(path), _read_json_list(path)
     if kind == ".parquet":
-        return str(path), _enumerate_frame(pd.read_parquet(path), str(path))
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as error:  # pyarrow raises several types for a corrupt or truncated file
+            raise PreferenceDataError(f"{path}: cannot read Parquet ({' '.join(str(error).split())})") from None
+        return str(path), _enumerate_frame(frame, str(path))
     raise PreferenceDataError(
         f"{path}: unknown file type; expected .jsonl[.gz], .json[.gz], .parquet or a datasets save_to_disk folder"
     )
@@ -377,15 +381,38 @@ def _open_text(path: Path):
     return open(path, encoding="utf-8")
 
 
+NEWLINE = b"\n"
+
+
+def _unreadable(path: Path, error: Exception) -> PreferenceDataError:
+    """The error for a file that is not (gzipped) UTF-8 text: binary, another encoding, or a broken gzip. For
+    undecodable text the file is read again (on this error path only) to name the row of the first bad byte:
+    the decoder works on whole chunks, ahead of the lines handed out."""
+    if not isinstance(error, UnicodeDecodeError):
+        return PreferenceDataError(f"{path}: not a readable gzip file ({error})")
+    with (gzip.open if path.suffix.lower() == ".gz" else open)(path, "rb") as handle:
+        data = handle.read()
+    try:
+        data.decode("utf-8")
+        row = ""
+    except UnicodeDecodeError as located:
+        row = f", row {data.count(NEWLINE, 0, located.start) + 1}"
+    return PreferenceDataError(f"{path}{row}: not UTF-8 text (a binary file, or another encoding: convert it to "
+                               "UTF-8)")
+
+
 def _read_json_lines(path: Path) -> Iterator[tuple[int, Any]]:
-    with _open_text(path) as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield line_number, json.loads(line)
-            except json.JSONDecodeError as error:
-                raise PreferenceDataError(f"{path}, row {line_number}: not valid JSON ({error.msg})") from None
+    try:
+        with _open_text(path) as handle:
+            for line_number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield line_number, json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise PreferenceDataError(f"{path}, row {line_number}: not valid JSON ({error.msg})") from None
+    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as error:
+        raise _unreadable(path, error) from None
 
 
 def _read_json_list(path: Path) -> Iterator[tuple[int, Any]]:
@@ -394,6 +421,8 @@ def _read_json_list(path: Path) -> Iterator[tuple[int, Any]]:
             data = json.load(handle)
         except json.JSONDecodeError as error:
             raise PreferenceDataError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+        except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as error:
+            raise _unreadable(path, error) from None
     if not isinstance(data, list):
         raise PreferenceDataError(f"{path}: expected a JSON list of objects, got {type(data).__name__}")
     yield from enumerate(data, start=1)

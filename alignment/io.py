@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from robustrec.atomic import atomic_write
+from robustrec.atomic import atomic_write, follow_umask
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
@@ -38,6 +38,7 @@ def save_pretrained_atomic(model, tokenizer, folder: str | os.PathLike) -> Path:
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    follow_umask(tmp, directory=True)
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -52,17 +53,20 @@ def staging_folder(run_dir: str | os.PathLike) -> Path:
     """A new empty folder inside ``run_dir`` (created if needed) to write a run's outputs into."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=".staging.", dir=run_dir))
+    staging = Path(tempfile.mkdtemp(prefix=".staging.", dir=run_dir))
+    follow_umask(staging, directory=True)
+    return staging
 
 
-def publish(staging: str | os.PathLike, run_dir: str | os.PathLike) -> list[Path]:
-    """Move every entry of ``staging`` into ``run_dir``, each replacing its namesake only once complete.
+def publish(staging: str | os.PathLike, run_dir: str | os.PathLike, *, last: str | None = None) -> list[Path]:
+    """Move every entry of ``staging`` into ``run_dir``, each replacing its namesake only once complete; the
+    entry called ``last`` (a run's finished marker) goes last.
 
     Returns the published paths; ``staging`` is removed.
     """
     staging, run_dir = Path(staging), Path(run_dir)
     published = []
-    for entry in sorted(staging.iterdir()):
+    for entry in sorted(staging.iterdir(), key=lambda path: (path.name == last, path.name)):
         target = run_dir / entry.name
         _replace(entry, target)
         published.append(target)

@@ -65,11 +65,17 @@ def load_model(path: str | os.PathLike | None = None, *, dtype: str | None = Non
             ``quantization_config``, ...).
     The model's config gets the tokenizer's pad token id.
     """
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     folder = model_folder(path)
-    model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=_torch_dtype(dtype),
-                                                 **from_pretrained_kwargs)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=_torch_dtype(dtype),
+                                                     **from_pretrained_kwargs)
+    except (SafetensorError, EOFError, RuntimeError) as error:  # a truncated or corrupt weights file
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"{folder}: the model weights are truncated or corrupt ({reason}); save or train the "
+                         "model again") from None
     tokenizer = load_tokenizer(folder)
     model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import resource
+import sys
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,13 +78,21 @@ def train_run(data_args, config, model_args, values: dict, *, say: Callable[[str
             :class:`~alignment.config.RobustDPOConfig` and :class:`~alignment.arguments.PolicyModelConfig`.
         values: the resolved option values, recorded as config.yaml.
     """
+    with run_directory(Path(config.output_dir), resume=config.resume_from_checkpoint is not None,
+                       overwrite=data_args.overwrite) as run:
+        config.output_dir = str(run.path)  # a replacement is staged beside the run it replaces
+        _train_into(run, data_args, config, model_args, values, say=say)
+    return run.target
+
+
+def _train_into(run, data_args, config, model_args, values: dict, *, say: Callable[[str], None]) -> None:
     from trl import get_peft_config
 
     from .experiment import inject_flips
     from .policy import build_trainer
     from .sequences import DataCounts
 
-    out = Path(config.output_dir)
+    out = run.path
     resume = checkpoint_to_resume(config.resume_from_checkpoint, out)
     pairs = load_training_pairs(data_args, model_path=model_args.model_name_or_path, seed=config.seed, say=say)
     train = pairs.train
@@ -105,9 +115,50 @@ def train_run(data_args, config, model_args, values: dict, *, say: Callable[[str
     if trainer.accelerator.is_main_process:
         write_run(trainer, out, data_args=data_args, config=config, model_args=model_args, values=values,
                   counts=counts, seconds=seconds, experiment=pairs.experiment, say=say)
-        say(f"saved {out} ({trainer.state.global_step} steps, {seconds:.1f} s)")
+        run.publish()
+        say(f"saved {run.target} ({trainer.state.global_step} steps, {seconds:.1f} s)")
     trainer.accelerator.wait_for_everyone()
-    return out
+
+
+#: The file a finished run writes last (published after everything else).
+FINISHED_MARKER = "run.json"
+
+
+@contextmanager
+def run_directory(out: Path, *, resume: bool, overwrite: bool):
+    """The run directory ``out`` as a transaction (:class:`robustrec.rundir.RunDirectory`: a lock, the resume and
+    overwrite rules, a staged replacement). Under ``accelerate launch`` the main process holds it and every
+    process gets its decision (the path to write to, or the same error), so no process trains alone."""
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    from robustrec.rundir import RunDirectory, RunDirectoryError
+
+    transaction = RunDirectory(out, finished=FINISHED_MARKER, resumable="checkpoint-*", resume=resume,
+                               overwrite=overwrite)
+    state = PartialState()
+    decision = [None]
+    if state.is_main_process:
+        try:
+            transaction.__enter__()
+            decision = [("ok", str(transaction.path))]
+        except RunDirectoryError as error:
+            decision = [("error", str(error))]
+    if state.num_processes > 1:
+        broadcast_object_list(decision)
+    kind, detail = decision[0]
+    if kind == "error":
+        raise RunDirectoryError(detail)
+    transaction.path = Path(detail)
+    if not state.is_main_process:
+        yield transaction
+        return
+    try:
+        yield transaction
+    except BaseException:
+        transaction.__exit__(*sys.exc_info())
+        raise
+    transaction.__exit__(None, None, None)
 
 
 def write_run(trainer, out: Path, *, data_args, config, model_args, values, counts, seconds, experiment, say):
@@ -123,7 +174,7 @@ def write_run(trainer, out: Path, *, data_args, config, model_args, values, coun
     recorded = {key: value for key, value in values.items() if key not in NOT_RECORDED}
     write_text_atomic(staging / "config.yaml", yaml.safe_dump(recorded, sort_keys=False))
     estimate = trainer.flip_rate_estimate
-    write_json_atomic(staging / "run.json", {
+    write_json_atomic(staging / FINISHED_MARKER, {
         "model": str(model_args.model_name_or_path), "adapter": hasattr(policy, "peft_config"),
         "dtype": model_args.dtype, "data_path": data_args.data, "data_split": data_args.data_split,
         "loss": config.loss, "flip_rate": config.flip_rate, "trained_flip_rate": trainer.flip_rate,
@@ -142,7 +193,7 @@ def write_run(trainer, out: Path, *, data_args, config, model_args, values, coun
                                   experiment.eval_pairs, beta=config.beta, seed=config.seed + 20_000)
         write_json_atomic(staging / "metrics.json", {**metrics, "reference_reward": experiment.reference_reward})
         say(json.dumps(metrics))
-    publish(staging, out)
+    publish(staging, out, last=FINISHED_MARKER)
 
 
 def evaluate_run(run_dir: str | Path, args, *, say: Callable[[str], None] = print) -> dict:
@@ -152,6 +203,8 @@ def evaluate_run(run_dir: str | Path, args, *, say: Callable[[str], None] = prin
     exactly as in the run's training (its max_length, max_prompt_length, truncation_mode); without, a run
     trained on the experiment's pairs is scored on the experiment's held-out prompts.
     """
+    from robustrec.atomic import read_json
+
     from .data import load_preference_pairs
     from .io import write_json_atomic
     from .models import check_finite
@@ -159,9 +212,10 @@ def evaluate_run(run_dir: str | Path, args, *, say: Callable[[str], None] = prin
     from .sequences import DataCounts, LengthLimits
 
     run_dir = Path(run_dir)
-    if not (run_dir / "run.json").is_file():
-        raise FileNotFoundError(f"{run_dir}: not a run directory (no run.json); create one with `train`")
-    run = json.loads((run_dir / "run.json").read_text())
+    if not (run_dir / FINISHED_MARKER).is_file():
+        raise FileNotFoundError(f"{run_dir}: not a finished run directory (no {FINISHED_MARKER}); create one with "
+                                "`train`")
+    run = read_json(run_dir / FINISHED_MARKER, keys=("model", "beta"), hint="retrain the run")
     policy, reference, tokenizer = load_trained(run_dir / "model", run["model"], adapter=run.get("adapter", False),
                                                 dtype=run.get("dtype"))
     check_finite(policy, str(run_dir / "model"))

@@ -1,7 +1,8 @@
 """Atomic writes for both packages: a file is either absent, the old version, or complete — never half-written.
 
 Each writer goes through :func:`atomic_write` (a temporary file beside the target, flushed, fsynced, then
-renamed onto it). torch and matplotlib are imported only by the writers that need them.
+renamed onto it). Its readers (:func:`read_json`, :func:`load_torch`) name a damaged file and what to do about
+it. torch and matplotlib are imported only by the functions that need them.
 """
 
 from __future__ import annotations
@@ -56,6 +57,20 @@ def save_text(text: str, path: Path) -> None:
 
 class UnreadableFileError(ValueError):
     """A file exists but cannot be read back (truncated, corrupt, or not what it should be)."""
+
+
+def read_json(path: Path, *, keys: tuple[str, ...] = (), hint: str = "") -> dict:
+    """The JSON object in ``path``, holding ``keys``; UnreadableFileError naming the file (and ``hint``: what to
+    do about it) when it is truncated, corrupt, or lacks a key."""
+    hint = f"; {hint}" if hint else ""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UnreadableFileError(f"{path} is truncated or corrupt: not valid JSON ({error}){hint}") from None
+    missing = [k for k in keys if not isinstance(value, dict) or k not in value]
+    if not isinstance(value, dict) or missing:
+        raise UnreadableFileError(f"{path} lacks {missing or 'a JSON object'}{hint}")
+    return value
 
 
 def load_torch(path: Path, *, hint: str = "") -> Any:

@@ -31,7 +31,7 @@ import scipy.sparse as sp
 import torch
 
 from robustrec import atomic
-from robustrec.atomic import UnreadableFileError
+from robustrec.atomic import UnreadableFileError, read_json
 from robustrec.config import TrainConfig
 from robustrec.data import Interactions
 
@@ -130,11 +130,11 @@ def load(directory: str | Path, *, device: str | torch.device = "cpu") -> Artefa
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory / name} is missing; is {directory} a saved recommender or a "
                                     f"finished training run?")
-    meta = _read_json(directory / META_FILE, ("format_version", "config", "n_users", "n_items"))
+    meta = read_json(directory / META_FILE, keys=("format_version", "config", "n_users", "n_items"), hint=_RETRY)
     if meta["format_version"] != FORMAT_VERSION:
         raise UnreadableFileError(f"{directory / META_FILE}: format_version {meta['format_version']!r} is not "
                                   f"{FORMAT_VERSION}; saved by another robustrec version")
-    ids = _read_json(directory / IDS_FILE, ("user_ids", "item_ids"))
+    ids = read_json(directory / IDS_FILE, keys=("user_ids", "item_ids"), hint=_RETRY)
     try:
         tensors = load_file(str(directory / TENSORS_FILE), device="cpu")
         indptr, indices = tensors.pop("seen.indptr").numpy(), tensors.pop("seen.indices").numpy()
@@ -165,18 +165,6 @@ _RETRY = "retrain the run or save the recommender again"
 
 def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
-
-
-def _read_json(path: Path, keys: tuple[str, ...]) -> dict:
-    """The JSON object in ``path`` with ``keys``; UnreadableFileError naming the file otherwise."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UnreadableFileError(f"{path} is truncated or corrupt ({_first_line(error)}); {_RETRY}") from None
-    missing = [k for k in keys if not isinstance(value, dict) or k not in value]
-    if missing:
-        raise UnreadableFileError(f"{path} lacks {missing}; {_RETRY}")
-    return value
 
 
 def from_model(config: TrainConfig, model: torch.nn.Module, seen: sp.csr_matrix, user_ids: np.ndarray,

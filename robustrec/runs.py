@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from robustrec import atomic, persistence, plots
-from robustrec.atomic import UnreadableFileError
+from robustrec.atomic import UnreadableFileError, read_json
 from robustrec.config import TrainConfig, config_differences, upgrade_names
 from robustrec.data import DataSpec, PreparedData, prepare_data
 from robustrec.diagnostics import noise_diagnostics, training_losses
@@ -108,17 +108,6 @@ def _check_same_data(config_path: Path, data: dict) -> None:
         raise ValueError(f"--resume: the data settings differ from {config_path}: {'; '.join(differences)}")
 
 
-def read_json(path: Path, *, hint: str = "") -> dict:
-    """The JSON object in ``path``; UnreadableFileError naming the file (and ``hint``) when it is not one."""
-    try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UnreadableFileError(f"{path} is not valid JSON ({error})" + (f"; {hint}" if hint else "")) from None
-    if not isinstance(value, dict):
-        raise UnreadableFileError(f"{path} holds a JSON {type(value).__name__}, not an object")
-    return value
-
-
 def load_run(run_dir: Path) -> tuple[TrainConfig, DataSpec]:
     """The configuration and data spec of a finished run."""
     run_dir = Path(run_dir)
@@ -127,9 +116,7 @@ def load_run(run_dir: Path) -> tuple[TrainConfig, DataSpec]:
     if not (persistence.is_saved(run_dir) or (run_dir / LEGACY_MODEL_FILE).exists()):
         missing = [name for name in persistence.ARTEFACT_FILES if not (run_dir / name).exists()]
         raise FileNotFoundError(f"{run_dir / missing[0]} is missing; is {run_dir} a finished training run?")
-    resolved = read_json(run_dir / CONFIG_FILE, hint="the run directory is damaged; retrain it")
-    if not {"train", "data"} <= set(resolved):
-        raise UnreadableFileError(f"{run_dir / CONFIG_FILE} lacks its 'train' or 'data' part; retrain the run")
+    resolved = read_json(run_dir / CONFIG_FILE, keys=("train", "data"), hint="the run directory is damaged; retrain it")
     config = TrainConfig.from_dict(resolved["train"])
     return config, DataSpec(**upgrade_names(resolved["data"], known={f.name for f in fields(DataSpec)},
                                             what="DataSpec fields"))

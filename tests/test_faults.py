@@ -173,7 +173,7 @@ CASES = [
                                                                                  "model_ids.json"))],
          2, ("model_ids.json is truncated or corrupt", "retrain")),
     Case("evaluate-corrupt-config", lambda tmp, run: ["evaluate", str(_corrupt_json(copy_of(run, tmp)))], 2,
-         ("config.json is not valid JSON",)),
+         ("config.json is truncated or corrupt: not valid JSON",)),
     # -- noise and compare
     Case("noise-folds-1", lambda tmp, run: ["noise", "estimate", "--folds", "1"], 2, ("--folds must be >= 2",)),
     Case("noise-flag-out-is-a-folder", lambda tmp, run: ["noise", "flag", "--out", str(tmp)], 2,
