@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from statistics import NormalDist
 
@@ -64,6 +65,7 @@ __all__ = [
     "estimate_flip_rate",
     "estimate_flip_rate_from_annotations",
     "pair_flip_rates_from_annotations",
+    "oriented_pairs",
     "flip_rate_refusal",
     "resolve_flip_rate",
     "annotation_columns",
@@ -374,6 +376,41 @@ def pair_flip_rates_from_annotations(
     usable = labels >= 0
     mean = float(np.mean(rates[usable])) if usable.any() else float("nan")
     return PairFlipRates(labels=labels.astype(np.int64), rates=rates, estimate=fit.flip_rate, label_flip_rate=mean)
+
+
+def oriented_pairs(
+    prompts: Sequence[str],
+    first: Sequence[str],
+    second: Sequence[str],
+    flip_rates: PairFlipRates,
+    *,
+    max_rate: float = MAX_PAIR_FLIP_RATE,
+) -> pd.DataFrame:
+    """Training pairs from annotated response pairs, each with its own flip rate, for a per-pair rDPO loss.
+
+    Args:
+        prompts, first, second: (n,) the prompt and the two responses of each annotated pair.
+        flip_rates: from :func:`pair_flip_rates_from_annotations` on the same n pairs.
+        max_rate: pairs whose rate exceeds it (or without a label) are left out (:meth:`PairFlipRates.usable`).
+
+    Returns:
+        DataFrame with ``prompt``, ``chosen``, ``rejected`` (oriented by ``flip_rates.labels``), ``flip_rate``
+        (ε_i of that orientation) and ``row`` (the pair's 0-based position in the input).
+    """
+    n = len(flip_rates.labels)
+    if not len(prompts) == len(first) == len(second) == n:
+        raise ValueError(f"prompts, first, second and flip_rates must describe the same pairs; got lengths "
+                         f"{len(prompts)}, {len(first)}, {len(second)} and {n}")
+    keep = np.flatnonzero(flip_rates.usable(max_rate))
+    first_better = flip_rates.labels[keep] == 1
+    first_arr, second_arr = np.asarray(first, dtype=object)[keep], np.asarray(second, dtype=object)[keep]
+    return pd.DataFrame({
+        "prompt": np.asarray(prompts, dtype=object)[keep],
+        "chosen": np.where(first_better, first_arr, second_arr),
+        "rejected": np.where(first_better, second_arr, first_arr),
+        "flip_rate": flip_rates.rates[keep],
+        "row": keep,
+    })
 
 
 def annotation_columns(frame: pd.DataFrame) -> list[str]:

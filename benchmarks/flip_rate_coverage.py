@@ -27,7 +27,7 @@ import argparse
 import itertools
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from math import erf, sqrt
 from pathlib import Path
 

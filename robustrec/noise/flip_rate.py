@@ -23,8 +23,9 @@ below 1/2, i.e. the data exclude "the labels carry no signal". Otherwise the val
 ≥ 1/2) and ``Estimate.reason`` says why. Whether an identifiable estimate is precise enough to train with is a
 separate decision, :func:`precise_enough` (interval no wider than :data:`DEFAULT_MAX_CI_WIDTH`); an interval
 truncated at 0 is narrow because the data say ε is small, which is precision, not luck. The vectorised forms
-(:func:`agreement_flip_rate_bounds`, :func:`scorer_flip_rate_bounds`) compute the same intervals for many
-simulated trials at once; the coverage tests and ``benchmarks/flip_rate_estimates.py`` use them.
+(:func:`agreement_flip_rate_bounds`, :func:`dawid_skene_flip_rate_bounds`, :func:`scorer_flip_rate_bounds`,
+:func:`confident_learning_flip_rate_bounds`) compute the same estimates for many simulated data sets at once;
+``benchmarks/flip_rate_coverage.py`` and the coverage tests check with them that the intervals cover.
 
 Label coding (module constants, used by every function here): ``FIRST_BETTER = 1``, ``SECOND_BETTER = 0``,
 ``TIE = 2``, ``MISSING = -1`` (NaN is also read as missing). :func:`preference_codes` converts another

@@ -23,6 +23,7 @@ from alignment.flip_rate import (
     FlipRateRefusedError,
     estimate_flip_rate,
     flip_rate_refusal,
+    oriented_pairs,
     pair_flip_rates_from_annotations,
     resolve_flip_rate,
 )
@@ -36,7 +37,7 @@ from alignment.scorers import (
     pair_differences,
 )
 from alignment.stories import NEGATIVE_WORDS, POSITIVE_WORDS, sentiment_reward
-from robustrec.noise import Estimate, scorer_sample_sizes
+from robustrec.noise import Estimate
 from robustrec.noise.simulate import simulate_annotations
 
 NEUTRAL = ("the dog ran to park and she he was a big red ball day mom tree sun went saw it then they play "
@@ -229,6 +230,22 @@ def test_pair_flip_rates_from_two_annotators_split_pairs_carry_nothing():
     eps = out.estimate.value
     agree = (~split) & (x[:, 1] >= 0)
     assert out.rates[agree] == pytest.approx(eps**2 / (eps**2 + (1 - eps) ** 2), rel=0.05)  # prior ≈ 1/2
+
+
+def test_oriented_pairs_carry_each_pair_rate():
+    sim = simulate_annotations(400, (0.15, 0.15, 0.15), seed=2)
+    rates = pair_flip_rates_from_annotations(sim.annotations)
+    first = [f"first {i}" for i in range(400)]
+    second = [f"second {i}" for i in range(400)]
+    frame = oriented_pairs(["p"] * 400, first, second, rates)
+    keep = rates.usable()
+    assert len(frame) == keep.sum() and frame["row"].tolist() == np.flatnonzero(keep).tolist()
+    for _, row in frame.iloc[:20].iterrows():
+        i = row["row"]
+        assert (row["chosen"], row["rejected"]) == ((first[i], second[i]) if rates.labels[i] == 1 else (second[i], first[i]))
+        assert row["flip_rate"] == rates.rates[i] <= 0.4
+    with pytest.raises(ValueError, match="same pairs"):
+        oriented_pairs(["p"], first, second, rates)
 
 
 # ----------------------------------------------------------------------------------------------- model scorers
