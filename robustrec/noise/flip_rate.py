@@ -915,8 +915,11 @@ def scorer_flip_rate_bounds(
     (variances Agresti–Coull adjusted, so that ``e = 0`` on a small clean set is not taken as certain) and
     becomes unbounded, i.e. ε ∈ [0, 1/2], when ``1 − 2e`` is not significantly positive — the scorer is too
     close to chance for the clean set's size. (The discriminant ``4z²(var B·A² + var A·B² − z² var A var B)`` is
-    positive whenever ``B² > z² var B``, so a bounded set is always an interval.) Bounds are clipped to
-    [0, 1/2]; the point value is ``max(0, (d − e)/(1 − 2e))`` and NaN when ``e >= 1/2`` or it is >= 1/2.
+    positive whenever ``B² > z² var B``, so a bounded set is always an interval.) The upper end is clipped at
+    1/2; the lower end is *not* clipped at 0, so that the width stays the estimate's precision: with a scorer
+    near chance, ``d < e`` by luck gives an interval like [−0.40, 0.16], which says "imprecise", where
+    [0, 0.16] would look precise enough to train with (:func:`precise_enough`). The point value is
+    ``max(0, (d − e)/(1 − 2e))`` and NaN when ``e >= 1/2`` or it is >= 1/2.
 
     Args:
         disagreement, clean_error: shares in [0, 1] (arrays broadcast together).
@@ -930,7 +933,7 @@ def scorer_flip_rate_bounds(
     e = np.asarray(clean_error, dtype=np.float64)
     rho_low, rho_high, bounded = _fieller(d, n, e, n_clean, z)
     usable = bounded & (e < 0.5)
-    ci_low = np.where(usable, np.clip((1.0 - rho_high) / 2.0, 0.0, 0.5), 0.0)
+    ci_low = np.where(usable, np.minimum((1.0 - rho_high) / 2.0, 0.5), 0.0)
     ci_high = np.where(usable, np.clip((1.0 - rho_low) / 2.0, 0.0, 0.5), 0.5)
     with np.errstate(invalid="ignore", divide="ignore"):
         raw = (d - e) / (1.0 - 2.0 * e)
@@ -1008,8 +1011,9 @@ def flip_rate_from_scorer(
     Returns:
         :class:`Estimate` with method ``"scorer"`` and ``details`` ``disagreement``, ``clean_error`` (with its
         Wilson interval ``clean_error_ci_low`` / ``clean_error_ci_high``), ``n_clean`` and ``raw_value``
-        (``(d − e)/(1 − 2e)`` before clipping at 0). Not identifiable (value NaN unless a point value < 1/2
-        exists, ``reason`` set) when the clean error is not significantly below 1/2 or the interval reaches 1/2.
+        (``(d − e)/(1 − 2e)`` before clipping at 0; the interval's lower end is not clipped, see
+        :func:`scorer_flip_rate_bounds`). Not identifiable (value NaN unless a point value < 1/2 exists,
+        ``reason`` set) when the clean error is not significantly below 1/2 or the interval reaches 1/2.
 
     Raises:
         ValueError: fewer than ``MIN_PAIRS`` noisy or clean pairs, or malformed inputs.
