@@ -916,9 +916,9 @@ def scorer_flip_rate_bounds(
     becomes unbounded, i.e. ε ∈ [0, 1/2], when ``1 − 2e`` is not significantly positive — the scorer is too
     close to chance for the clean set's size. (The discriminant ``4z²(var B·A² + var A·B² − z² var A var B)`` is
     positive whenever ``B² > z² var B``, so a bounded set is always an interval.) The upper end is clipped at
-    1/2; the lower end is *not* clipped at 0, so that the width stays the estimate's precision: with a scorer
-    near chance, ``d < e`` by luck gives an interval like [−0.40, 0.16], which says "imprecise", where
-    [0, 0.16] would look precise enough to train with (:func:`precise_enough`). The point value is
+    1/2; the lower end is *not* clipped at 0 (only at −1/2, the mirror image), so that the width stays the
+    estimate's precision: with a scorer near chance, ``d < e`` by luck gives an interval like [−0.40, 0.16],
+    which says "imprecise", where [0, 0.16] would look precise enough to train with (:func:`precise_enough`). The point value is
     ``max(0, (d − e)/(1 − 2e))`` and NaN when ``e >= 1/2`` or it is >= 1/2.
 
     Args:
@@ -933,7 +933,7 @@ def scorer_flip_rate_bounds(
     e = np.asarray(clean_error, dtype=np.float64)
     rho_low, rho_high, bounded = _fieller(d, n, e, n_clean, z)
     usable = bounded & (e < 0.5)
-    ci_low = np.where(usable, np.minimum((1.0 - rho_high) / 2.0, 0.5), 0.0)
+    ci_low = np.where(usable, np.clip((1.0 - rho_high) / 2.0, -0.5, 0.5), 0.0)
     ci_high = np.where(usable, np.clip((1.0 - rho_low) / 2.0, 0.0, 0.5), 0.5)
     with np.errstate(invalid="ignore", divide="ignore"):
         raw = (d - e) / (1.0 - 2.0 * e)
