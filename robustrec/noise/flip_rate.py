@@ -918,8 +918,9 @@ def scorer_flip_rate_bounds(
     positive whenever ``B² > z² var B``, so a bounded set is always an interval.) The upper end is clipped at
     1/2; the lower end is *not* clipped at 0 (only at −1/2, the mirror image), so that the width stays the
     estimate's precision: with a scorer near chance, ``d < e`` by luck gives an interval like [−0.40, 0.16],
-    which says "imprecise", where [0, 0.16] would look precise enough to train with (:func:`precise_enough`). The point value is
-    ``max(0, (d − e)/(1 − 2e))`` and NaN when ``e >= 1/2`` or it is >= 1/2.
+    which says "imprecise", where [0, 0.16] would look precise enough to train with (:func:`precise_enough`).
+    The point value is ``max(0, (d − e)/(1 − 2e))``; NaN when ``e >= 1/2``, when the set is unbounded (nothing
+    is identified) or when it is >= 1/2.
 
     Args:
         disagreement, clean_error: shares in [0, 1] (arrays broadcast together).
@@ -937,7 +938,7 @@ def scorer_flip_rate_bounds(
     ci_high = np.where(usable, np.clip((1.0 - rho_low) / 2.0, 0.0, 0.5), 0.5)
     with np.errstate(invalid="ignore", divide="ignore"):
         raw = (d - e) / (1.0 - 2.0 * e)
-    value = np.where((e < 0.5) & (raw < 0.5), np.maximum(raw, 0.0), np.nan)
+    value = np.where(usable & (raw < 0.5), np.maximum(raw, 0.0), np.nan)
     return FlipRateBounds(value, ci_low, ci_high, usable & (ci_high < 0.5) & np.isfinite(value))
 
 
