@@ -1,217 +1,416 @@
-"""Flip-rate estimation for preference pairs: text features, a cross-fitted scorer, and the glue to
-:mod:`robustrec.noise`.
+"""The flip rate of preference pairs for robust DPO: estimate it, decide whether it may be trained with, and
+each pair's own rate from repeated annotations. The glue between the text pairs and :mod:`robustrec.noise`.
 
-Two situations:
+Three situations:
 
-- **Pairs with one label each** (the training data of DPO). A cheap scorer — logistic regression on the
-  difference of the two completions' bag-of-words counts, ``P(chosen ≻ rejected) = σ(w·(φ(chosen) − φ(rejected)))``
-  trained with torch — is cross-fitted (K folds: each pair is scored by a model that never saw it). Then
+- **Pairs with one label each and a clean set** (pairs whose labels are known to be right): a scorer
+  (:mod:`alignment.scorers`: ``"bow"``, ``"embeddings"``, ``"reward-model"`` or any callable) disagrees with the
+  noisy labels at rate d and errs on the clean pairs at rate e, so ε = (d − e)/(1 − 2e)
+  (:func:`robustrec.noise.flip_rate_from_scorer`, whose interval carries the uncertainty of both). Feature
+  scorers are cross-fitted: by default (``fit_on="auto"``) on the clean pairs when there are at least
+  :data:`MIN_CLEAN_TO_FIT` of them (every noisy pair is then scored by one fold model drawn at random, so d and
+  e are measured with the same scorer distribution). A scorer trained on the *noisy* pairs (``fit_on="noisy"``)
+  learns from a signal weakened by 1 − 2ε: at ε = 0.4 it errs on ≈ 40 % of pairs, and 1/(1 − 2e) turns that
+  into intervals of ±0.2 or a refusal. Trained on clean pairs, its error does not depend on ε.
+- **Without a clean set**: confident learning on the pairs in random orientation
+  (:func:`robustrec.noise.flip_rate_confident_learning`): noisy labels alone only bound ε from above, so its
+  interval is [0, upper bound of d] and it lets ``auto`` train only when that bound is small.
+- **Repeated annotations** (PandaLM's three annotators): Dawid–Skene EM or the two-annotator agreement
+  formula (:func:`estimate_flip_rate_from_annotations`), and each pair's posterior flip probability for the
+  label it is trained with (:func:`pair_flip_rates_from_annotations`), for a per-pair rDPO loss.
 
-  * with a **clean** set (pairs whose labels are known to be right), ε = (d − e)/(1 − 2e) from the
-    scorer's disagreement d with the noisy labels and its error e on the clean set
-    (:func:`robustrec.noise.flip_rate.flip_rate_from_scorer`). By default (``fit_on="auto"``) the scorer is
-    trained on the clean pairs themselves when there are at least :data:`MIN_CLEAN_TO_FIT` of them
-    (cross-fitted there to measure e; every noisy pair is scored by one fold model drawn at random, so d and e
-    are measured with the same scorer distribution). A scorer trained on the *noisy* pairs (``fit_on="noisy"``)
-    learns from a signal weakened by 1 − 2ε: at ε = 0.4 it errs on ≈ 40 % of pairs even with a thousand of them,
-    and the correction 1/(1 − 2e) turns that into intervals of ±0.2 or no estimate at all (measured on the
-    controlled experiment of :mod:`alignment.experiment`). Trained on clean pairs, its error does not depend
-    on ε.
-  * without one, binary confident learning on the pairs in random orientation
-    (:func:`robustrec.noise.flip_rate.flip_rate_confident_learning`). It counts every label that disagrees
-    with what the scorer confidently believes, so label noise that is not a flip (e.g. Bradley–Terry
-    sampling noise) is counted too: prefer a clean set when there is one.
-
-- **Pairs with several annotations** (PandaLM's three annotators): Dawid–Skene EM, or the two-annotator
-  agreement formula (:func:`estimate_flip_rate_from_annotations`).
+The decision rule of ``flip_rate="auto"`` is :func:`resolve_flip_rate`: the estimate's value when it is
+identifiable and its interval is at most ``max_ci_width`` wide (default
+:data:`robustrec.noise.DEFAULT_MAX_CI_WIDTH` = 0.2, i.e. ±0.1), else ``fallback`` if one is given, else a
+:class:`FlipRateRefusedError` saying why and what would fix it.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
-import torch
 
 from robustrec.noise import (
+    DEFAULT_MAX_CI_WIDTH,
     Estimate,
     flip_rate_confident_learning,
     flip_rate_dawid_skene,
     flip_rate_from_agreement,
     flip_rate_from_scorer,
+    precise_enough,
     preference_codes,
+    scorer_sample_sizes,
 )
 
-_WORD = re.compile(r"[a-z']+")
+from .losses import check_flip_rate
+from .scorers import SCORERS, cross_fit, is_feature_scorer, make_scorer, pair_differences, scorer_name
+from .scorers import words  # noqa: F401  (re-exported: alignment.stories tokenises with it)
 
-#: With ``fit_on="auto"``, the scorer is trained on the clean pairs when there are at least this many.
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_MAX_CI_WIDTH",
+    "FIT_ON",
+    "MIN_CLEAN_TO_FIT",
+    "TARGET_HALF_WIDTH",
+    "MAX_PAIR_FLIP_RATE",
+    "FlipRateRefusedError",
+    "PairFlipRates",
+    "estimate_flip_rate",
+    "estimate_flip_rate_from_annotations",
+    "pair_flip_rates_from_annotations",
+    "oriented_pairs",
+    "flip_rate_refusal",
+    "resolve_flip_rate",
+    "annotation_columns",
+    "pandalm_codes",
+]
+
+#: With ``fit_on="auto"``, a feature scorer is trained on the clean pairs when there are at least this many.
 MIN_CLEAN_TO_FIT = 100
-#: Where the scorer is trained: see the module docstring.
+#: Where a feature scorer is trained: see the module docstring.
 FIT_ON = ("auto", "clean", "noisy")
+#: The interval half-width the refusal message sizes its advice for (how many pairs would give ±0.05).
+TARGET_HALF_WIDTH = 0.05
+#: Largest per-pair flip rate :meth:`PairFlipRates.usable` keeps: rDPO weighs a pair's two terms by
+#: (1 − ε)/(1 − 2ε) and ε/(1 − 2ε), 3 and 2 at ε = 0.4 and unbounded as ε → 1/2, where one pair would dominate.
+MAX_PAIR_FLIP_RATE = 0.4
 
 
-def words(text: str) -> list[str]:
-    """Lower-case word tokens of ``text``."""
-    return _WORD.findall(text.lower())
+def _texts(frame: pd.DataFrame, name: str) -> tuple[list[str], list[str], list[str]]:
+    missing = {"chosen", "rejected"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"{name} needs columns chosen and rejected; missing {sorted(missing)}")
+    prompts = list(frame["prompt"]) if "prompt" in frame.columns else [""] * len(frame)
+    return prompts, list(frame["chosen"]), list(frame["rejected"])
 
 
-class BagOfWords:
-    """Word-count features over a fixed vocabulary (the ``max_words`` most frequent words of ``texts``)."""
-
-    def __init__(self, texts: Sequence[str], *, max_words: int = 2000):
-        counts = Counter(w for text in texts for w in words(text))
-        self.vocabulary = {w: i for i, (w, _) in enumerate(counts.most_common(max_words))}
-
-    def __call__(self, texts: Sequence[str]) -> torch.Tensor:
-        """(len(texts), n_words) float32 counts."""
-        out = torch.zeros(len(texts), len(self.vocabulary))
-        for row, text in enumerate(texts):
-            for w in words(text):
-                j = self.vocabulary.get(w)
-                if j is not None:
-                    out[row, j] += 1.0
-        return out
+def _fixed_margins(scorer, prompts, first, second, name: str) -> np.ndarray:
+    margins = np.asarray(scorer(prompts, first, second), dtype=np.float64)
+    if margins.shape != (len(first),):
+        raise ValueError(f"scorer {name!r} returned shape {margins.shape} for {len(first)} pairs; expected ({len(first)},)")
+    if not np.all(np.isfinite(margins)):
+        raise ValueError(f"scorer {name!r} returned NaN or infinite margins")
+    return margins
 
 
-def fit_pair_logistic(features: torch.Tensor, *, l2: float = 1e-3, steps: int = 100) -> torch.Tensor:
-    """Weights w of ``P(first ≻ second) = σ(w·x)`` fitted to pairs all labelled "first better".
-
-    Args:
-        features: (n, d) differences φ(first) − φ(second) of the labelled pairs.
-        l2: ridge penalty on w (per pair).
-    Returns:
-        (d,) weights. No intercept: swapping a pair negates x and the probability becomes 1 − p.
-    """
-    w = torch.zeros(features.shape[1], requires_grad=True)
-    optimizer = torch.optim.LBFGS([w], lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
-
-    def closure():
-        optimizer.zero_grad()
-        loss = torch.nn.functional.softplus(-(features @ w)).mean() + l2 * (w @ w)
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    return w.detach()
-
-
-def cross_fitted_margins(
-    chosen: Sequence[str],
-    rejected: Sequence[str],
-    *,
-    n_folds: int = 5,
-    seed: int = 0,
-    l2: float = 1e-3,
-    max_words: int = 2000,
-) -> tuple[np.ndarray, BagOfWords, torch.Tensor]:
-    """Out-of-fold scorer margins ``w·(φ(chosen) − φ(rejected))`` for each labelled pair.
-
-    Returns:
-        ``(margins, features, w_folds)``: (n,) out-of-fold margins (> 0: the scorer agrees with the label),
-        the fitted :class:`BagOfWords`, and (n_folds, d) the fold models' weights. Score other pairs with
-        :func:`fold_margins` (one fold model each), so that they see the same scorer distribution as the
-        cross-fitted pairs (the fold models' mean would be a better scorer than any fold, and its error would
-        not be the one the cross-fitted margins carry).
-
-    The defaults (``l2=1e-3``, ``max_words=2000``) were chosen on the controlled experiment: a penalty of
-    1e-2 or 1e-1 shrinks the rare sentiment words' weights and raises the clean error; 1e-4 overfits.
-    """
-    n = len(chosen)
-    if n < 2 * n_folds:
-        raise ValueError(f"need at least {2 * n_folds} pairs for {n_folds}-fold cross-fitting; got {n}")
-    bag = BagOfWords([*chosen, *rejected], max_words=max_words)
-    x = bag(list(chosen)) - bag(list(rejected))
-    folds = np.random.default_rng(seed).permutation(n) % n_folds
-    margins = np.empty(n)
-    weights = []
-    for k in range(n_folds):
-        test = torch.from_numpy(folds == k)
-        w = fit_pair_logistic(x[~test], l2=l2)
-        margins[test.numpy()] = (x[test] @ w).numpy()
-        weights.append(w)
-    return margins, bag, torch.stack(weights)
-
-
-def fold_margins(bag: BagOfWords, w_folds: torch.Tensor, chosen: Sequence[str], rejected: Sequence[str], *,
-                 seed: int = 0) -> np.ndarray:
-    """(n,) margins of other pairs, each under one of the (n_folds, d) fold models (balanced, seeded)."""
-    x = bag(list(chosen)) - bag(list(rejected))
-    fold = torch.from_numpy(np.random.default_rng(seed).permutation(len(x)) % w_folds.shape[0])
-    return (x * w_folds[fold]).sum(dim=1).numpy()
+def _confident_learning(margins: np.ndarray, *, seed: int, confidence: float) -> Estimate:
+    """Confident learning on labelled pairs in random orientation, P(first better) = σ(margin)."""
+    swap = np.random.default_rng(seed + 1).random(len(margins)) < 0.5
+    oriented_labels = np.where(swap, 0, 1)
+    p_first = 1.0 / (1.0 + np.exp(-np.where(swap, -margins, margins)))
+    return flip_rate_confident_learning(oriented_labels, p_first, confidence=confidence)
 
 
 def estimate_flip_rate(
     pairs: pd.DataFrame,
     *,
     clean_pairs: pd.DataFrame | None = None,
+    scorer: str | object = "bow",
     fit_on: str = "auto",
     n_folds: int = 5,
     seed: int = 0,
-    l2: float = 1e-3,
-    max_words: int = 2000,
+    confidence: float = 0.95,
 ) -> Estimate:
-    """Estimate the flip rate of labelled pairs (columns ``chosen``, ``rejected``; the prompt is ignored).
+    """Estimate the flip rate of labelled pairs (columns ``chosen``, ``rejected``, optional ``prompt``).
 
     Args:
         pairs: the (possibly flipped) training pairs, n rows.
         clean_pairs: optional pairs with correct labels (same columns, >= 10 rows). With them, the scorer
             method (ε = (d − e)/(1 − 2e)); without, confident learning in random orientation.
-        fit_on: where the bag-of-words scorer is trained when ``clean_pairs`` are given: ``"clean"`` (cross-fitted
-            on the clean pairs), ``"noisy"`` (cross-fitted on ``pairs``), ``"auto"`` = ``"clean"`` when there are
-            at least :data:`MIN_CLEAN_TO_FIT` clean pairs, else ``"noisy"``. Without clean pairs it is always
-            trained on ``pairs``.
-        n_folds: folds of the cross-fitted bag-of-words scorer.
-        seed: folds, orientation and bootstrap seed.
-        l2, max_words: the scorer's ridge penalty and vocabulary size (:func:`cross_fitted_margins`).
+        scorer: a name in :data:`alignment.scorers.SCORERS` (``"bow"``, ``"embeddings"``; ``"reward-model"``
+            needs a path: pass ``make_scorer("reward-model", path=...)``), a feature scorer (an object with
+            ``features(prompts, responses) -> (n, d)``; cross-fitted here) or any callable
+            ``f(prompts, first, second) -> (n,) margins`` that never trained on these pairs (used as it is).
+        fit_on: where a feature scorer is trained when ``clean_pairs`` are given: ``"clean"`` (cross-fitted on
+            the clean pairs), ``"noisy"`` (cross-fitted on ``pairs``), ``"auto"`` = ``"clean"`` when there are at
+            least :data:`MIN_CLEAN_TO_FIT` clean pairs, else ``"noisy"``. Without clean pairs it is trained on
+            ``pairs``.
+        n_folds: folds of the cross-fitting.
+        seed: folds, fold-model draws and orientation.
+        confidence: level of the interval.
 
     Returns:
-        :class:`robustrec.noise.Estimate` (method ``"scorer"`` or ``"confident_learning"``).
+        :class:`robustrec.noise.Estimate` (method ``"scorer"`` or ``"confident_learning"``) with everything
+        ``estimate-flip-rate --json`` writes: ``value`` (NaN when not identifiable), ``ci_low``, ``ci_high``,
+        ``method``, ``n``, ``identifiable``, ``reason``, and in ``details``: ``scorer`` (its name), ``fit_on``
+        and, with clean pairs, ``clean_error`` (with its interval), ``n_clean`` and ``disagreement``.
+        ``to_dict()`` gives them as one flat JSON-safe dict. Decide with :func:`resolve_flip_rate`.
 
     Raises:
-        ValueError: unknown ``fit_on``; or from :func:`robustrec.noise.flip_rate_from_scorer` when the scorer
-            carries no signal (clean error >= 1/2) or the implied ε >= 1/2.
+        ValueError: unknown ``scorer`` or ``fit_on``, missing columns, too few pairs, or a scorer returning
+            margins of the wrong shape or non-finite ones.
     """
     if fit_on not in FIT_ON:
         raise ValueError(f"fit_on must be one of {', '.join(FIT_ON)}; got {fit_on!r}")
-    chosen, rejected = list(pairs["chosen"]), list(pairs["rejected"])
-    if clean_pairs is not None:
-        clean_chosen, clean_rejected = list(clean_pairs["chosen"]), list(clean_pairs["rejected"])
-        if fit_on == "auto":
-            fit_on = "clean" if len(clean_chosen) >= MIN_CLEAN_TO_FIT else "noisy"
-        if fit_on == "clean":
-            clean_margins, bag, w_folds = cross_fitted_margins(
-                clean_chosen, clean_rejected, n_folds=n_folds, seed=seed, l2=l2, max_words=max_words
-            )
-            margins = fold_margins(bag, w_folds, chosen, rejected, seed=seed + 1)
+    if isinstance(scorer, str):
+        scorer = make_scorer(scorer)
+    name = scorer_name(scorer)
+    if not is_feature_scorer(scorer) and not callable(scorer):
+        raise TypeError(f"scorer must be one of {SCORERS}, an object with features(prompts, responses), or a callable "
+                        f"f(prompts, first, second) -> margins; got {type(scorer).__name__}")
+    prompts, chosen, rejected = _texts(pairs, "pairs")
+    clean = _texts(clean_pairs, "clean_pairs") if clean_pairs is not None else None
+    details: dict[str, str | int] = {"scorer": name}
+    if not is_feature_scorer(scorer):
+        details["fit_on"] = "fixed"
+        margins = _fixed_margins(scorer, prompts, chosen, rejected, name)
+        clean_margins = _fixed_margins(scorer, *clean, name) if clean else None
+    else:
+        if hasattr(scorer, "prepare"):
+            scorer.prepare([*chosen, *rejected, *(clean[1] + clean[2] if clean else [])])
+        x = pair_differences(scorer, prompts, chosen, rejected)
+        options = {"n_folds": n_folds, "seed": seed, "l2": getattr(scorer, "l2", 1e-3),
+                   "standardize": getattr(scorer, "standardize", False)}
+        details["n_folds"] = n_folds
+        if clean is None:
+            details["fit_on"] = "noisy"
+            margins, clean_margins = cross_fit(x, **options).margins, None
         else:
-            margins, bag, w_folds = cross_fitted_margins(
-                chosen, rejected, n_folds=n_folds, seed=seed, l2=l2, max_words=max_words
-            )
-            clean_margins = fold_margins(bag, w_folds, clean_chosen, clean_rejected, seed=seed + 1)
-        return flip_rate_from_scorer(
-            margins, np.ones(len(margins), dtype=np.int64), clean_margins,
-            np.ones(len(clean_margins), dtype=np.int64), kind="margin", seed=seed,
-        )
-    margins, _, _ = cross_fitted_margins(chosen, rejected, n_folds=n_folds, seed=seed, l2=l2, max_words=max_words)
-    swap = np.random.default_rng(seed + 1).random(len(margins)) < 0.5
-    oriented_labels = np.where(swap, 0, 1)
-    p_first = 1.0 / (1.0 + np.exp(-np.where(swap, -margins, margins)))
-    return flip_rate_confident_learning(oriented_labels, p_first, seed=seed)
+            xc = pair_differences(scorer, *clean)
+            where = fit_on if fit_on != "auto" else ("clean" if len(xc) >= MIN_CLEAN_TO_FIT else "noisy")
+            details["fit_on"] = where
+            if where == "clean":
+                fitted = cross_fit(xc, **options)
+                clean_margins, margins = fitted.margins, fitted.fold_margins(x, seed=seed + 1)
+            else:
+                fitted = cross_fit(x, **options)
+                margins, clean_margins = fitted.margins, fitted.fold_margins(xc, seed=seed + 1)
+    if clean_margins is None:
+        estimate = _confident_learning(margins, seed=seed, confidence=confidence)
+    else:
+        ones, clean_ones = np.ones(len(margins), dtype=np.int64), np.ones(len(clean_margins), dtype=np.int64)
+        estimate = flip_rate_from_scorer(margins, ones, clean_margins, clean_ones, confidence=confidence)
+    return replace(estimate, details={**estimate.details, **details})
+
+
+# ----------------------------------------------------------------------------------------------- decision rule
+
+
+class FlipRateRefusedError(ValueError):
+    """``flip_rate="auto"`` refused: the estimate is not identifiable or its interval is too wide.
+
+    The message says why and what would fix it. Attributes: ``estimate`` (the :class:`Estimate`) and
+    ``max_ci_width`` (the threshold it was held to)."""
+
+    def __init__(self, message: str, estimate: Estimate, max_ci_width: float):
+        super().__init__(message)
+        self.estimate = estimate
+        self.max_ci_width = max_ci_width
+
+
+def _agreement_pairs_needed(agreement: float, half_width: float, confidence: float) -> float:
+    """Doubly-annotated pairs for ±half_width at agreement a: SE(ε) = SE(a) / (2√(2a − 1))."""
+    if agreement <= 0.5:
+        return float("inf")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    return float(np.ceil(agreement * (1 - agreement) * (z / (half_width * 2 * np.sqrt(2 * agreement - 1))) ** 2))
+
+
+def _remedies(estimate: Estimate) -> list[str]:
+    """What would make the estimate identifiable and precise: more or better data, per method."""
+    d = estimate.details
+    hw = TARGET_HALF_WIDTH
+    out = []
+    if estimate.method == "scorer":
+        e, dis, n_clean = float(d["clean_error"]), float(d["disagreement"]), int(d["n_clean"])
+        # Sized at the clean error the interval itself uses (Agresti–Coull: a clean error of 0 on a few pairs
+        # is not taken as certain), so that the advice matches the interval one would get.
+        z2 = NormalDist().inv_cdf(0.5 + estimate.confidence / 2) ** 2
+        e_adjusted = (e * n_clean + z2 / 2) / (n_clean + z2)
+        need = scorer_sample_sizes(e_adjusted, dis, estimate.n, half_width=hw, confidence=estimate.confidence)
+        if e >= 0.5:
+            out.append(f"a stronger scorer: this one ({d.get('scorer', 'scorer')}) errs on {e:.3f} of the clean pairs, "
+                       "no better than chance, so no number of clean pairs helps")
+        elif np.isfinite(need.clean_pairs):
+            out.append(f"more clean pairs: at the measured clean error e = {e:.3f}, about {need.clean_pairs:,.0f} "
+                       f"clean pairs (you have {n_clean}) would give a ±{hw} interval")
+        else:
+            out.append(f"more data: at e = {e:.3f} no number of clean pairs gives ±{hw} with {estimate.n} noisy pairs; "
+                       f"that needs at least {need.noisy_pairs:,.0f} noisy pairs, or a stronger scorer")
+        out.append(f"a stronger scorer (now {d.get('scorer', 'given')}; choices: {', '.join(SCORERS)}): the "
+                   "interval's width grows like 1/(1 − 2e)")
+    elif estimate.method == "confident_learning":
+        dis = float(d["disagreement"])
+        need = scorer_sample_sizes(min(dis, 0.499), dis, estimate.n, half_width=hw, confidence=estimate.confidence)
+        clean = f"about {need.clean_pairs:,.0f}" if np.isfinite(need.clean_pairs) else "many"
+        out.append(f"clean pairs (clean_pairs= / --clean-data): without them noisy labels only bound ε from above; at "
+                   f"the scorer's disagreement d = {dis:.3f} (an upper bound of its clean error) {clean} clean pairs "
+                   f"would give ±{hw}")
+        out.append(f"a stronger scorer (now {d.get('scorer', 'given')}; choices: {', '.join(SCORERS)})")
+    elif estimate.method == "agreement":
+        need = _agreement_pairs_needed(float(d["agreement"]), hw, estimate.confidence)
+        count = f"about {need:,.0f}" if np.isfinite(need) else "more"
+        out.append(f"more doubly-annotated pairs: at the measured agreement {float(d['agreement']):.3f}, {count} "
+                   f"pairs (you have {estimate.n}) would give ±{hw}; or a third annotator (Dawid–Skene)")
+    elif estimate.method == "dawid_skene":
+        out.append(f"more annotated items or more annotators per item (now {estimate.n} items, "
+                   f"{d.get('n_annotators', '?')} annotators)")
+    if estimate.method != "dawid_skene":
+        out.append("repeated annotations: two or more annotator columns identify ε without any scorer (Dawid–Skene)")
+    out.append("or a fallback flip rate (fallback= / --flip-rate-fallback X) to train with anyway")
+    return out
+
+
+def flip_rate_refusal(estimate: Estimate, *, max_ci_width: float = DEFAULT_MAX_CI_WIDTH) -> str | None:
+    """Why ``flip_rate="auto"`` may not train with ``estimate``, and what would fix it; None when it may.
+
+    The rule (:func:`robustrec.noise.precise_enough`): the estimate must be identifiable and its interval at
+    most ``max_ci_width`` wide."""
+    if precise_enough(estimate.ci_low, estimate.ci_high, estimate.identifiable, max_ci_width=max_ci_width):
+        return None
+    interval = f"[{estimate.ci_low:.3f}, {estimate.ci_high:.3f}]"
+    if not estimate.identifiable:
+        why = f"the flip rate is not identifiable from these data ({estimate.method}, {interval}): {estimate.reason}"
+    else:
+        why = (f"the flip-rate estimate {estimate.value:.3f} is too imprecise: its {estimate.confidence:.0%} interval "
+               f"{interval} is {estimate.width:.3f} wide, more than max_ci_width = {max_ci_width:.2f} ({estimate.method})")
+    return f"flip_rate='auto' refused: {why}. What would fix it: " + "; ".join(_remedies(estimate)) + "."
+
+
+def resolve_flip_rate(
+    estimate: Estimate, *, max_ci_width: float = DEFAULT_MAX_CI_WIDTH, fallback: float | None = None
+) -> float:
+    """The flip rate ``flip_rate="auto"`` trains with: the estimate's value, or ``fallback``, or an error.
+
+    Args:
+        estimate: from :func:`estimate_flip_rate` or :func:`estimate_flip_rate_from_annotations`.
+        max_ci_width: widest acceptable interval (default ±0.1); see :func:`flip_rate_refusal`.
+        fallback: used, with a logged warning saying why, when the estimate is refused; must lie in [0, 0.5).
+
+    Raises:
+        FlipRateRefusedError: the estimate is refused and no fallback is given (the message says why and what
+            would fix it: clean pairs for ±0.05 at the measured error, repeated annotations, a stronger scorer).
+        ValueError: ``fallback`` outside [0, 0.5).
+    """
+    if fallback is not None:
+        fallback = check_flip_rate(fallback)
+    problem = flip_rate_refusal(estimate, max_ci_width=max_ci_width)
+    if problem is None:
+        return float(estimate.value)
+    if fallback is None:
+        raise FlipRateRefusedError(problem, estimate, max_ci_width)
+    logger.warning("%s Training with the fallback flip rate %.4f.", problem, fallback)
+    return fallback
+
+
+# ----------------------------------------------------------------------------------------------- annotations
 
 
 def estimate_flip_rate_from_annotations(annotations: np.ndarray, *, seed: int = 0) -> Estimate:
-    """Flip rate from repeated annotations (n_pairs, n_annotators) coded 1 = first better, 0 = second better,
-    2 = tie, -1 = missing (see :func:`robustrec.noise.flip_rate.preference_codes`). Ties are left out and
-    counted in ``Estimate.n_excluded``. Two annotators: agreement formula; three or more: Dawid–Skene."""
+    """Flip rate of a single annotation from repeated annotations (n_pairs, n_annotators) coded 1 = first
+    better, 0 = second better, 2 = tie, -1 = missing (see :func:`robustrec.noise.flip_rate.preference_codes`).
+    Ties are left out and counted in ``Estimate.n_excluded``. Two annotators: agreement formula; three or
+    more: Dawid–Skene. (Labels that combine several annotations are cleaner than one annotation: their own
+    rate is :attr:`PairFlipRates.label_flip_rate`.)"""
+    annotations = _annotation_matrix(annotations)
+    if annotations.shape[1] == 2:
+        return flip_rate_from_agreement(annotations[:, 0], annotations[:, 1], ties="drop")
+    return flip_rate_dawid_skene(annotations, ties="drop", seed=seed).flip_rate
+
+
+def _annotation_matrix(annotations: np.ndarray) -> np.ndarray:
     annotations = np.asarray(annotations)
     if annotations.ndim != 2 or annotations.shape[1] < 2:
         raise ValueError(f"annotations must have shape (n_pairs, n_annotators >= 2); got {annotations.shape}")
-    if annotations.shape[1] == 2:
-        return flip_rate_from_agreement(annotations[:, 0], annotations[:, 1], ties="drop", seed=seed)
-    return flip_rate_dawid_skene(annotations, ties="drop", seed=seed).flip_rate
+    return annotations
+
+
+@dataclass(frozen=True)
+class PairFlipRates:
+    """Each pair's flip probability for the label it is trained with (:func:`pair_flip_rates_from_annotations`).
+
+    Attributes:
+        labels: (n,) the training label of each pair: 1 first response better, 0 second, -1 none (no usable
+            annotation: leave the pair out).
+        rates: (n,) ε_i = P(true preference ≠ labels[i] | the pair's annotations), in [0, 1/2] for the default
+            majority labels; NaN where ``labels`` is -1. ε_i = 1/2: the annotations cancel out, the pair carries
+            no preference (rDPO's 1/(1 − 2ε_i) is undefined: leave it out).
+        estimate: the flip rate of a single annotation (Dawid–Skene, pooled for two annotators), with its interval.
+        label_flip_rate: mean of ``rates`` over the pairs with a label: the expected share of flipped training
+            labels (smaller than ``estimate.value`` when labels are majority votes).
+    """
+
+    labels: np.ndarray
+    rates: np.ndarray
+    estimate: Estimate
+    label_flip_rate: float
+
+    def usable(self, max_rate: float = MAX_PAIR_FLIP_RATE) -> np.ndarray:
+        """(n,) bool: pairs with a label and ``rates <= max_rate``, the ones a per-pair rDPO loss should weight
+        (a pair whose annotators split has ε_i near 1/2 and carries no preference)."""
+        return (self.labels >= 0) & (np.nan_to_num(self.rates, nan=1.0) <= max_rate)
+
+
+def pair_flip_rates_from_annotations(
+    annotations: np.ndarray, *, labels: np.ndarray | None = None, seed: int = 0
+) -> PairFlipRates:
+    """Dawid–Skene posterior flip probability of each pair's training label, for a per-pair rDPO loss.
+
+    Args:
+        annotations: (n, n_annotators >= 2) codes as in :func:`estimate_flip_rate_from_annotations` (ties
+            dropped as missing labels). Two annotators: one pooled flip rate (the only one two identify).
+        labels: (n,) the labels training will use (1 first better, 0 second better); default: each pair's most
+            probable true label (a weighted majority vote).
+
+    Returns:
+        :class:`PairFlipRates`. Weighting pair i's rDPO loss by its ε_i keeps the loss unbiased given the
+        annotations (a pair whose annotators agree gets ε_i near 0, a split pair a larger ε_i).
+    """
+    annotations = _annotation_matrix(annotations)
+    confusion = "pooled" if annotations.shape[1] == 2 else "symmetric"
+    fit = flip_rate_dawid_skene(annotations, confusion=confusion, ties="drop", seed=seed)
+    if labels is None:
+        labels = fit.map_labels()
+        rates = fit.pair_flip_rates()
+    else:
+        labels = np.asarray(labels)
+        rates = fit.pair_flip_rates(labels)
+        labels = np.where(np.isnan(rates), -1, labels)
+    usable = labels >= 0
+    mean = float(np.mean(rates[usable])) if usable.any() else float("nan")
+    return PairFlipRates(labels=labels.astype(np.int64), rates=rates, estimate=fit.flip_rate, label_flip_rate=mean)
+
+
+def oriented_pairs(
+    prompts: Sequence[str],
+    first: Sequence[str],
+    second: Sequence[str],
+    flip_rates: PairFlipRates,
+    *,
+    max_rate: float = MAX_PAIR_FLIP_RATE,
+) -> pd.DataFrame:
+    """Training pairs from annotated response pairs, each with its own flip rate, for a per-pair rDPO loss.
+
+    Args:
+        prompts, first, second: (n,) the prompt and the two responses of each annotated pair.
+        flip_rates: from :func:`pair_flip_rates_from_annotations` on the same n pairs.
+        max_rate: pairs whose rate exceeds it (or without a label) are left out (:meth:`PairFlipRates.usable`).
+
+    Returns:
+        DataFrame with ``prompt``, ``chosen``, ``rejected`` (oriented by ``flip_rates.labels``), ``flip_rate``
+        (ε_i of that orientation) and ``row`` (the pair's 0-based position in the input).
+    """
+    n = len(flip_rates.labels)
+    if not len(prompts) == len(first) == len(second) == n:
+        raise ValueError(f"prompts, first, second and flip_rates must describe the same pairs; got lengths "
+                         f"{len(prompts)}, {len(first)}, {len(second)} and {n}")
+    keep = np.flatnonzero(flip_rates.usable(max_rate))
+    first_better = flip_rates.labels[keep] == 1
+    first_arr, second_arr = np.asarray(first, dtype=object)[keep], np.asarray(second, dtype=object)[keep]
+    return pd.DataFrame({
+        "prompt": np.asarray(prompts, dtype=object)[keep],
+        "chosen": np.where(first_better, first_arr, second_arr),
+        "rejected": np.where(first_better, second_arr, first_arr),
+        "flip_rate": flip_rates.rates[keep],
+        "row": keep,
+    })
 
 
 def annotation_columns(frame: pd.DataFrame) -> list[str]:

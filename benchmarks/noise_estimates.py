@@ -43,11 +43,10 @@ from robustrec.noise import (  # noqa: E402
 from robustrec.noise.simulate import simulate_annotations, simulate_scorer, simulate_user_losses  # noqa: E402
 
 
-def _cell(e: Estimate | str, truth: float) -> str:
-    if isinstance(e, str):
-        return e
+def _cell(e: Estimate, truth: float) -> str:
     mark = "" if e.contains(truth) else " ✗"
-    return f"{e.value:.3f} [{e.ci_low:.3f}, {e.ci_high:.3f}]{mark}"
+    refused = "" if e.identifiable else " (not identifiable)"
+    return f"{e.value:.3f} [{e.ci_low:.3f}, {e.ci_high:.3f}]{mark}{refused}"
 
 
 def synthetic_flip_table(*, n_resamples: int, seed: int) -> str:
@@ -59,24 +58,17 @@ def synthetic_flip_table(*, n_resamples: int, seed: int) -> str:
     for n in (2000, 20000):
         for eps in (0.1, 0.2, 0.3, 0.4):
             sim = simulate_annotations(n, (eps, eps, eps), seed=seed)
-            try:
-                agr = flip_rate_from_agreement(
-                    sim.annotations[:, 0], sim.annotations[:, 1], n_resamples=n_resamples, seed=seed
-                )
-            except ValueError:  # the sample agreement fell to <= 0.5: the estimator refuses, as documented
-                a = float(np.mean(sim.annotations[:, 0] == sim.annotations[:, 1]))
-                agr = f"error: agreement {a:.3f} ≤ 0.5"
+            agr = flip_rate_from_agreement(sim.annotations[:, 0], sim.annotations[:, 1])
             ds = flip_rate_dawid_skene(sim.annotations, n_resamples=n_resamples, seed=seed).flip_rate
             mask = flip_pairs(n, eps, seed=seed + 1)
             labels = apply_flips(sim.true, mask)
             rm = simulate_scorer(sim.true, 0.8, seed=seed + 2)
             clean_true = np.random.default_rng(seed + 3).integers(0, 2, n // 4)
             rm_clean = simulate_scorer(clean_true, 0.8, seed=seed + 4)
-            sc = flip_rate_from_scorer(rm.margin, labels, rm_clean.margin, clean_true, n_resamples=n_resamples, seed=seed)
+            sc = flip_rate_from_scorer(rm.margin, labels, rm_clean.margin, clean_true)
             cls = [
                 flip_rate_confident_learning(
-                    labels, simulate_scorer(sim.true, acc, flip_rate=eps, seed=seed + 5).p_label_first,
-                    n_resamples=n_resamples, seed=seed,
+                    labels, simulate_scorer(sim.true, acc, flip_rate=eps, seed=seed + 5).p_label_first
                 )
                 for acc in (0.95, 0.99)
             ]
@@ -110,7 +102,7 @@ def pandalm_table(data: Path, *, n_resamples: int, seed: int) -> str:
     out.append("\n| annotators | observed agreement | DS-implied agreement | two-annotator ε (agreement) |")
     out.append("|---|---|---|---|")
     for i, j in ((0, 1), (0, 2), (1, 2)):
-        e = flip_rate_from_agreement(x[:, i], x[:, j], ties="drop", n_resamples=n_resamples, seed=seed)
+        e = flip_rate_from_agreement(x[:, i], x[:, j], ties="drop")
         out.append(f"| {i + 1}–{j + 1} | {obs[i, j]:.3f} | {pred[i, j]:.3f} | {e.value:.3f} [{e.ci_low:.3f}, {e.ci_high:.3f}] (n={e.n}) |")
     return "\n".join(out) + "\n"
 

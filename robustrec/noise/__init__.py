@@ -1,10 +1,12 @@
 """Noise-rate estimation and noise injection, shared by ``robustrec`` and ``alignment``.
 
 Imports numpy only: no torchrec, no transformers, no pandas (cheap to import). Pure functions of arrays,
-options keyword-only; every estimator returns an :class:`Estimate` (value, bootstrap interval, method, n).
+options keyword-only; every estimator returns an :class:`Estimate` (value, interval, method, n, whether the
+data identify it and why not).
 
 - :mod:`.confident_learning`: Northcutt et al. (JAIR 2021) thresholds, confident joint, joint, noise matrix.
-- :mod:`.flip_rate`: flip rate ε of preference pairs (agreement, Dawid–Skene, scorer, confident learning).
+- :mod:`.flip_rate`: flip rate ε of preference pairs (agreement, Dawid–Skene, scorer, confident learning), each
+  pair's flip probability from repeated annotations, and the decision rule :func:`precise_enough`.
 - :mod:`.implicit_feedback`: noisy share of observed positives (Storey's π0 on p-values; per-user loss mixture), PU label
   frequency.
 - :mod:`.inject`: flips and PLD-style added interactions with the injected mask kept.
@@ -25,6 +27,7 @@ from .confident_learning import (
 from .estimate import DEFAULT_N_RESAMPLES, Estimate, Interval, bootstrap_ci, bootstrap_estimate
 from .flip_rate import (
     DAWID_SKENE_CONFUSIONS,
+    DEFAULT_MAX_CI_WIDTH,
     FIRST_BETTER,
     FLIP_RATE_METHODS,
     MISSING,
@@ -33,14 +36,24 @@ from .flip_rate import (
     TIE,
     TIE_POLICIES,
     DawidSkeneResult,
+    FlipRateBounds,
+    SampleSizes,
+    agreement_flip_rate_bounds,
     agreement_to_flip_rate,
+    binary_confident_learning_rate,
+    confident_learning_flip_rate_bounds,
+    dawid_skene_flip_rate_bounds,
     flip_posterior,
     flip_rate_confident_learning,
     flip_rate_dawid_skene,
     flip_rate_from_agreement,
     flip_rate_from_scorer,
     pairwise_agreement,
+    precise_enough,
     preference_codes,
+    scorer_flip_rate_bounds,
+    scorer_sample_sizes,
+    wilson_interval,
 )
 from .implicit_feedback import (
     STOREY_LAMBDAS,
@@ -99,6 +112,17 @@ __all__ = [
     "flip_rate_from_scorer",
     "flip_rate_confident_learning",
     "flip_posterior",
+    "DEFAULT_MAX_CI_WIDTH",
+    "FlipRateBounds",
+    "SampleSizes",
+    "wilson_interval",
+    "agreement_flip_rate_bounds",
+    "scorer_flip_rate_bounds",
+    "binary_confident_learning_rate",
+    "confident_learning_flip_rate_bounds",
+    "dawid_skene_flip_rate_bounds",
+    "precise_enough",
+    "scorer_sample_sizes",
     # implicit feedback
     "VALUE_KINDS",
     "LossMixture",

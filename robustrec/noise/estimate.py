@@ -9,7 +9,7 @@ and seed always give the same interval.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
@@ -22,16 +22,24 @@ DEFAULT_N_RESAMPLES = 1000
 
 @dataclass(frozen=True)
 class Estimate:
-    """A noise-rate estimate with its confidence interval.
+    """A noise-rate estimate with its confidence interval, and whether the data identify it at all.
 
     Attributes:
-        value: the point estimate computed on the full data.
-        ci_low, ci_high: bounds of the percentile bootstrap interval at level ``confidence``.
+        value: the point estimate computed on the full data; NaN when the data do not identify one (then
+            ``identifiable`` is false and ``reason`` says why).
+        ci_low, ci_high: bounds of the interval at level ``confidence``. Each estimator documents how it is
+            built; nothing forces it to contain ``value`` (a percentile bootstrap interval of a skewed
+            statistic may not), and the interval is never widened to do so.
         method: name of the estimator (e.g. ``"agreement"``, ``"dawid_skene"``).
         n: number of examples (pairs, items, interactions, ...) the estimate is computed from,
             after the exclusions counted in ``n_excluded``.
         confidence: the interval's nominal coverage, e.g. 0.95.
         n_excluded: examples left out by an explicit option (dropped ties, missing annotations), 0 if none.
+        identifiable: whether the data pin the quantity down at all. For flip rates: a point value exists in
+            [0, 1/2) and the interval stays below 1/2 (the data exclude "labels carry no signal").
+        reason: one sentence saying why the estimate is not identifiable, or what it assumes; "" if nothing.
+        details: further named numbers of the estimator (e.g. a scorer's clean error ``clean_error`` and
+            ``n_clean``); plain floats, ints or strings, written beside the fields by :meth:`to_dict`.
     """
 
     value: float
@@ -41,27 +49,56 @@ class Estimate:
     n: int
     confidence: float = 0.95
     n_excluded: int = 0
+    identifiable: bool = True
+    reason: str = ""
+    details: dict[str, float | int | str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
-        if not (self.ci_low <= self.value <= self.ci_high) and np.isfinite(self.value):
-            # Percentile intervals can exclude the point estimate for skewed or clipped statistics;
-            # widen to keep the invariant ``ci_low <= value <= ci_high`` callers rely on.
-            object.__setattr__(self, "ci_low", float(min(self.ci_low, self.value)))
-            object.__setattr__(self, "ci_high", float(max(self.ci_high, self.value)))
+        _check_confidence(self.confidence)
+        if self.identifiable and not np.isfinite(self.value):
+            raise ValueError(f"an identifiable estimate needs a finite value; got {self.value} (method {self.method})")
+        if not self.identifiable and not self.reason:
+            raise ValueError("an estimate that is not identifiable must say why (reason)")
+        if self.ci_low > self.ci_high:
+            raise ValueError(f"ci_low {self.ci_low} > ci_high {self.ci_high} (method {self.method})")
+        clash = set(self.details) & {f.name for f in fields(self)}
+        if clash:
+            raise ValueError(f"details may not reuse the field names {sorted(clash)}")
 
     def contains(self, x: float) -> bool:
         """Whether ``x`` lies inside the closed interval ``[ci_low, ci_high]``."""
         return bool(self.ci_low <= x <= self.ci_high)
 
+    @property
+    def width(self) -> float:
+        """``ci_high - ci_low``."""
+        return float(self.ci_high - self.ci_low)
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form (JSON-serialisable)."""
-        return asdict(self)
+        """Plain-dict form, JSON-serialisable: the fields with ``details`` merged in beside them, NaN as None."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "details"}
+        out.update(self.details)
+        return {k: _json_scalar(v) for k, v in out.items()}
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"{self.value:.4f} [{self.ci_low:.4f}, {self.ci_high:.4f}] "
             f"({self.method}, n={self.n}, {self.confidence:.0%} CI)"
         )
+        if not self.identifiable:
+            text += f"; not identifiable: {self.reason}"
+        return text
+
+
+def _json_scalar(v: Any) -> Any:
+    """numpy scalars to Python ones; NaN and infinities to None (JSON has neither)."""
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return float(v) if np.isfinite(v) else None
+    return v
 
 
 class Interval(NamedTuple):
