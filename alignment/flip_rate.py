@@ -50,7 +50,6 @@ from robustrec.noise import (
 
 from .losses import check_flip_rate
 from .scorers import SCORERS, cross_fit, is_feature_scorer, make_scorer, pair_differences, scorer_name
-from .scorers import words  # noqa: F401  (re-exported: alignment.stories tokenises with it)
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ by changing what its stories say.
 
 from __future__ import annotations
 
-from .flip_rate import words
+from .scorers import words
 
 NAMES: tuple[tuple[str, str, str], ...] = (
     ("Lily", "She", "her"), ("Tom", "He", "his"), ("Mia", "She", "her"), ("Ben", "He", "his"),

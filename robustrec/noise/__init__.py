@@ -5,8 +5,8 @@ options keyword-only; every estimator returns an :class:`Estimate` (value, inter
 data identify it and why not).
 
 - :mod:`.confident_learning`: Northcutt et al. (JAIR 2021) thresholds, confident joint, joint, noise matrix.
-- :mod:`.flip_rate`: flip rate ε of preference pairs (agreement, Dawid–Skene, scorer, confident learning), each
-  pair's flip probability from repeated annotations, and the decision rule :func:`precise_enough`.
+- :mod:`.flip_rate`: flip rate ε of preference pairs (agreement, scorer, confident learning) and the decision
+  rule :func:`precise_enough`; :mod:`.dawid_skene`: from repeated annotations, with each pair's flip probability.
 - :mod:`.implicit_feedback`: noisy share of observed positives (Storey's π0 on p-values; per-user loss mixture), PU label
   frequency.
 - :mod:`.inject`: flips and PLD-style added interactions with the injected mask kept.
@@ -25,8 +25,8 @@ from .confident_learning import (
     noise_matrix,
 )
 from .estimate import DEFAULT_N_RESAMPLES, Estimate, Interval, bootstrap_ci, bootstrap_estimate
+from .dawid_skene import DAWID_SKENE_CONFUSIONS, DawidSkeneResult, dawid_skene_flip_rate_bounds, flip_rate_dawid_skene
 from .flip_rate import (
-    DAWID_SKENE_CONFUSIONS,
     DEFAULT_MAX_CI_WIDTH,
     FIRST_BETTER,
     FLIP_RATE_METHODS,
@@ -35,17 +35,14 @@ from .flip_rate import (
     SECOND_BETTER,
     TIE,
     TIE_POLICIES,
-    DawidSkeneResult,
     FlipRateBounds,
     SampleSizes,
     agreement_flip_rate_bounds,
     agreement_to_flip_rate,
     binary_confident_learning_rate,
     confident_learning_flip_rate_bounds,
-    dawid_skene_flip_rate_bounds,
     flip_posterior,
     flip_rate_confident_learning,
-    flip_rate_dawid_skene,
     flip_rate_from_agreement,
     flip_rate_from_scorer,
     pairwise_agreement,

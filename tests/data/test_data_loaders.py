@@ -1,6 +1,5 @@
 """Loaders on small files written to tmp_path, including every error case."""
 
-import json
 import logging
 import re
 

@@ -11,7 +11,6 @@ import torch
 from robustrec import Recommender, data, persistence
 from robustrec.cli import main
 from robustrec.evaluate import ranking_metrics
-from robustrec.models import PREFERENCE
 from robustrec.objectives import PHI
 
 
