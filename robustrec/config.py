@@ -58,10 +58,11 @@ class TrainConfig:
     phi_l2: float = field(default=0.1, metadata={"help": "nbpo: L2 weight on the phi factors (lambda_phi); keep it "
                                                          "~1000x l2 or phi learns the interaction pattern itself",
                                                  "search": Search(1e-3, 10.0, log=True, used_by=("nbpo",))})
-    phi_dim: int = field(default=0, metadata={"help": "nbpo: dimension of the phi factors (0: same as --dim); "
-                                                      "a small phi model is cheaper and stays a weak correction"})
-    phi_prior: float = field(default=0.1, metadata={"help": "nbpo: phi where the phi factors are 0 (its start "
-                                                            "value), in (0, 1)",
+    phi_dim: int = field(default=4, metadata={"help": "nbpo: dimension of the phi factors (0: same as --dim); "
+                                                      "with the default phi_l2 they shrink to 0 (phi = phi_prior), so "
+                                                      "a small phi model costs least"})
+    phi_prior: float = field(default=0.01, metadata={"help": "nbpo: phi where the phi factors are 0 (its start "
+                                                             "value; with the default phi_l2, phi itself), in (0, 1)",
                                                     "search": Search(0.005, 0.5, log=True, used_by=("nbpo",))})
     tce_max_drop: float = field(default=0.2, metadata={"help": "tce: final share of each batch's positives "
                                                                "dropped, in [0, 1)",
