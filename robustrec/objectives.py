@@ -33,11 +33,30 @@ def heads_for(loss: str) -> tuple[str, ...]:
     return (PREFERENCE, PHI) if loss == "nbpo" else (PREFERENCE,)
 
 
-def tce_drop_rate(config: TrainConfig, step: int) -> float:
-    """T-CE's schedule: grows linearly from 0 to ``tce_max_drop`` over ``tce_warmup_steps``."""
-    if config.tce_warmup_steps == 0:
+def tce_warmup_steps(config: TrainConfig, steps_per_epoch: int | None) -> int:
+    """Steps over which T-CE's drop rate grows: ``tce_warmup_steps`` when set, else ``tce_warmup_epochs`` times
+    the run's ``steps_per_epoch`` (batches per epoch), rounded.
+
+    The paper's 30,000 steps (Wang et al. 2021; batch 1024, one negative per positive) are 9.2 epochs of its Yelp
+    data: a fixed number of steps would be a fraction of an epoch on a small log and many epochs on a big one.
+    """
+    if config.tce_warmup_steps is not None:
+        return config.tce_warmup_steps
+    if steps_per_epoch is None:
+        raise ValueError("tce: the drop-rate warm-up is set in epochs (tce_warmup_epochs) but the trainer gave no "
+                         "steps_per_epoch; pass it to objective_loss, or set tce_warmup_steps")
+    return round(config.tce_warmup_epochs * steps_per_epoch)
+
+
+def tce_drop_rate(config: TrainConfig, step: int, steps_per_epoch: int | None = None) -> float:
+    """T-CE's schedule: grows linearly from 0 to ``tce_max_drop`` over the warm-up (:func:`tce_warmup_steps`)."""
+    no_warmup = config.tce_warmup_steps == 0 if config.tce_warmup_steps is not None else config.tce_warmup_epochs == 0
+    if no_warmup:
         return config.tce_max_drop
-    return config.tce_max_drop * min(step / config.tce_warmup_steps, 1.0)
+    if step == 0 or config.tce_max_drop == 0:  # whatever the warm-up's length
+        return 0.0
+    warmup = tce_warmup_steps(config, steps_per_epoch)
+    return config.tce_max_drop * min(step / max(warmup, 1), 1.0)
 
 
 def nbpo_unvoted_nll(s: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -49,13 +68,16 @@ def nbpo_unvoted_nll(s: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return F.softplus(-s) + F.softplus(g) - log_num
 
 
-def objective_loss(output: ModelOutput, config: TrainConfig, *, step: int = 0) -> torch.Tensor:
+def objective_loss(
+    output: ModelOutput, config: TrainConfig, *, step: int = 0, steps_per_epoch: int | None = None
+) -> torch.Tensor:
     """Mean loss of one batch.
 
     Args:
         output: scores (B, K) per head; column 0 observed, columns 1.. sampled unobserved.
         config: which loss and its settings (a :class:`~robustrec.config.TrainConfig`).
         step: global optimisation step (for losses with schedules).
+        steps_per_epoch: batches per epoch of the run (T-CE's warm-up is set in epochs).
     """
     scores = output.scores[PREFERENCE]
     positive, negative = scores[:, 0], scores[:, 1:]
@@ -75,7 +97,7 @@ def objective_loss(output: ModelOutput, config: TrainConfig, *, step: int = 0) -
     if config.loss == "tce":
         # Wang et al. 2021, T-CE: drop the floor(drop(step)·B) largest-loss positives of the batch
         pos_loss = F.softplus(-positive)
-        n_drop = int(tce_drop_rate(config, step) * pos_loss.numel())
+        n_drop = int(tce_drop_rate(config, step, steps_per_epoch) * pos_loss.numel())
         if n_drop:
             dropped = torch.topk(pos_loss.detach(), n_drop).indices
             pos_loss = pos_loss.index_fill(0, dropped, 0.0)

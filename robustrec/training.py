@@ -173,7 +173,7 @@ def fit(
         bar = tqdm(batches, total=n_batches, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
         for users, items in bar:
             output = model(torch.from_numpy(users).to(device), torch.from_numpy(items).to(device))
-            loss = objective_loss(output, config, step=step)
+            loss = objective_loss(output, config, step=step, steps_per_epoch=n_batches)
             value = loss.item()
             check_loss(value, config, epoch=epoch, step=step)
             if dense_optimizer is not None:
