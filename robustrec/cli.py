@@ -16,6 +16,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from robustrec.data import FORMATS, DataError
+from robustrec.engines import ENGINES
 from robustrec.evaluate import DEFAULT_KS
 from robustrec.models import MODELS
 from robustrec.objectives import LOSSES
@@ -26,7 +27,8 @@ from robustrec.training import TrainConfig
 # Modules adding a subcommand: each defines ``add_parser(commands)`` and ``run(args) -> int``.
 SUBCOMMAND_MODULES: tuple[str, ...] = ("robustrec.compare", "robustrec.noise_cli")
 
-CHOICES = {"model": MODELS, "loss": LOSSES, "sampler": SAMPLERS, "optimizer": OPTIMIZERS, "format": FORMATS}
+CHOICES = {"model": MODELS, "loss": LOSSES, "sampler": SAMPLERS, "optimizer": OPTIMIZERS, "format": FORMATS,
+           "engine": ENGINES}
 # DataSpec fields exposed under another flag (``path`` is ``--data``) or shared (``seed``).
 DATA_FLAGS = {"path": "--data", "format": "--format", "test_fraction": "--test-fraction",
               "validation_fraction": "--validation-fraction"}
@@ -40,7 +42,9 @@ def _add_dataclass_options(parser: argparse.ArgumentParser, cls, *, skip=(), ren
         flag = rename.get(f.name, "--" + f.name.replace("_", "-"))
         default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
         kwargs = {"dest": f.name, "default": default, "help": f.metadata.get("help", "")}
-        if isinstance(default, tuple):
+        if isinstance(default, bool):  # --flag / --no-flag (type=bool would read "False" as True)
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif isinstance(default, tuple):
             kwargs.update(nargs="+", type=type(default[0]))
         elif default is not None:
             kwargs["type"] = type(default)

@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from robustrec import checkpoint
+from robustrec.engines import ENGINES, KernelEngine, resolve_engine
 from robustrec.evaluate import DEFAULT_KS, METRICS, ranking_metrics
 from robustrec.models import GRAPH_MODELS, MODELS, PREFERENCE, build_model
 from robustrec.objectives import FLIP, LOSSES, ObjectiveConfig, heads_for, objective_loss
@@ -60,10 +61,17 @@ class TrainConfig:
     patience: int = field(default=3, metadata={"help": "validations without improvement before stopping"})
     ks: tuple[int, ...] = field(default=DEFAULT_KS, metadata={"help": "cut-offs of the ranking metrics"})
     device: str = field(default="cpu", metadata={"help": "torch device"})
+    engine: str = field(default="auto", metadata={"help": f"training engine, one of {ENGINES}: 'kernel' is the fused "
+                                                        "CPU kernel (MF on CPU), 'autograd' the torchrec/FBGEMM "
+                                                        "step per batch, 'auto' the kernel where it applies"})
+    deterministic: bool = field(default=False, metadata={"help": "kernel engine: one thread, bit-identical reruns "
+                                                                 "(default: every thread, each training whole "
+                                                                 "mini-batches that update the tables without "
+                                                                 "locks, so reruns differ slightly)"})
 
     def __post_init__(self) -> None:
         self.ks = tuple(int(k) for k in self.ks)
-        choices = {"model": MODELS, "loss": LOSSES, "sampler": SAMPLERS, "optimizer": OPTIMIZERS}
+        choices = {"model": MODELS, "loss": LOSSES, "sampler": SAMPLERS, "optimizer": OPTIMIZERS, "engine": ENGINES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; expected one of {allowed}")
@@ -88,6 +96,7 @@ class TrainConfig:
             raise ValueError("need pld_temperature > 0, pld_warmup_epochs >= 0 and n_layers >= 0")
         check_optimizer(self.optimizer, torch.device(self.device))
         self.objective()  # validates the loss settings
+        resolve_engine(self)  # validates the engine for this model and device
 
     def objective(self) -> ObjectiveConfig:
         return ObjectiveConfig(
@@ -183,6 +192,7 @@ def fit(
         log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
 
     n_batches = sampler.n_batches(config.batch_size)
+    kernel = KernelEngine(model, config, train) if resolve_engine(config) == "kernel" else None
     epoch = start_epoch
     for epoch in range(start_epoch + 1, config.epochs + 1):
         if stale >= config.patience and validation is not None:
@@ -191,23 +201,28 @@ def fit(
         tic = time.perf_counter()
         model.train()
         total = 0.0
-        batches = sampler.epoch(config.batch_size, rng, epoch=epoch, score_fn=score_fn)
-        bar = tqdm(batches, total=n_batches, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
-        for users, items in bar:
-            output = model(torch.from_numpy(users).to(device), torch.from_numpy(items).to(device))
-            loss = objective_loss(output, objective, step=step)
-            value = loss.item()
-            if not math.isfinite(value):
-                raise FloatingPointError(
-                    f"loss became {value} at epoch {epoch}, step {step}; lower --lr or raise --l2"
-                )
-            if dense_optimizer is not None:
-                dense_optimizer.zero_grad()
-            loss.backward()
-            if dense_optimizer is not None:
-                dense_optimizer.step()
-            total += value
-            step += 1
+        if kernel is not None:  # the fused CPU kernel (robustrec.engines): the whole epoch in compiled code
+            total = kernel.run_epoch(epoch, rng, step, progress=progress)
+            step += n_batches
+        else:
+            batches = sampler.epoch(config.batch_size, rng, epoch=epoch, score_fn=score_fn)
+            bar = tqdm(batches, total=n_batches, desc=f"epoch {epoch}/{config.epochs}", disable=not progress,
+                       leave=False)
+            for users, items in bar:
+                output = model(torch.from_numpy(users).to(device), torch.from_numpy(items).to(device))
+                loss = objective_loss(output, objective, step=step)
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise FloatingPointError(
+                        f"loss became {value} at epoch {epoch}, step {step}; lower --lr or raise --l2"
+                    )
+                if dense_optimizer is not None:
+                    dense_optimizer.zero_grad()
+                loss.backward()
+                if dense_optimizer is not None:
+                    dense_optimizer.step()
+                total += value
+                step += 1
         elapsed += time.perf_counter() - tic
         record = {"epoch": epoch, "loss": total / n_batches, "train_seconds": elapsed}
         if validation is not None and config.eval_every and epoch % config.eval_every == 0:

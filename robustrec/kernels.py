@@ -1,0 +1,529 @@
+"""The fused CPU training kernel: MF mini-batches in compiled numba loops, no Python per batch.
+
+:func:`train_batches` trains a run of an epoch's mini-batches on the live arrays of the torchrec tables and
+of FBGEMM's optimizer state (:mod:`robustrec.engines` hands them in; nothing is copied). One thread trains
+one whole mini-batch:
+
+1. rows: draw each row — ``uniform``: the next interaction of a pseudo-random permutation of the training
+   interactions; ``pld``: a uniform user, a pool of k of its observed items, one unobserved item j, the
+   pool's no-gradient losses softplus(s_uj − s_uc) and a draw from softmax(−ℓ/τ) — then its unobserved
+   items (exactly uniform over the user's unobserved items: the r-th one is found by binary search in the
+   user's sorted items, so never a positive and no rejection loop), its scores, and d loss / d score from
+   the objective (:func:`robustrec.objectives.row_gradients`). T-CE then drops the batch's largest
+   observed-item losses (:func:`robustrec.objectives.tce_dropped`).
+2. gradients: the batch's distinct rows are grouped, and each row's gradient of the batch loss is summed
+   over its occurrences in batch order, from the tables as they were at the start of the batch;
+3. updates: the optimizer is applied once per distinct row, with FBGEMM's CPU rules (:data:`OPTIMIZERS`).
+
+So a mini-batch is one step of the autograd engine with FBGEMM's fused update — same gradient, same update
+— without its per-batch Python, autograd and lookup overhead. Every random number is a hash of (epoch key,
+row, draw), so the rows drawn do not depend on threads. With one thread, training is sequential mini-batch
+SGD and bit-reproducible. With T threads, T mini-batches are trained at a time and update the shared tables
+without locks (Hogwild, Niu et al. 2011, across mini-batches): a batch may see part of a concurrent batch's
+update, so reruns differ in the last bits; there is no barrier inside an epoch, which keeps threads busy on
+a loaded machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit as _njit
+from numba import prange
+from numba.core import caching
+from numba.extending import register_jitable
+
+from robustrec import objectives, optim
+from robustrec.optim import CPU_OPTIMIZERS
+
+# ---- compiled once per source version: numba's on-disk cache ------------------------------------------------
+# Compiling the kernels takes 10-20 s, loading them from numba's cache well under one. numba keys its cache on
+# the content of the file a function is defined in; these kernels also compile in code and constants of the
+# modules below, so the key covers them too (else an edit of objectives.py would reuse stale machine code).
+_COMPILED_SOURCES = (Path(__file__), Path(objectives.__file__), Path(optim.__file__))
+
+
+class _KernelSourcesStamp:
+    """Cache locator mixin: only for this module's functions, stamped with the hash of _COMPILED_SOURCES."""
+
+    def get_source_stamp(self):
+        return hashlib.sha256(b"".join(path.read_bytes() for path in _COMPILED_SOURCES)).hexdigest()
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if Path(py_file).resolve() != Path(__file__).resolve():
+            return None
+        return super().from_function(py_func, py_file)
+
+
+class _InTreeKernelLocator(_KernelSourcesStamp, caching.InTreeCacheLocator):
+    """__pycache__ beside this file (numba's default place)."""
+
+
+class _UserWideKernelLocator(_KernelSourcesStamp, caching.UserWideCacheLocator):
+    """The user's cache directory, where the package directory is read-only."""
+
+
+if _InTreeKernelLocator not in caching.CacheImpl._locator_classes:  # noqa: SLF001 (numba's locator registry)
+    caching.CacheImpl._locator_classes[:0] = [_InTreeKernelLocator, _UserWideKernelLocator]  # noqa: SLF001
+
+
+def njit(*args, **options):
+    """numba.njit with the on-disk cache on."""
+    return _njit(*args, cache=True, **options)
+
+
+for _function in objectives.KERNEL_FUNCTIONS:  # the objectives' scalar math, compiled into the kernel
+    register_jitable(_function)
+
+# FBGEMM's CPU optimizers the kernel implements, with their update of one row (w, state, summed gradient g):
+#   rowwise_adagrad: state += mean_d(g²); w −= lr·g / (sqrt(state) + eps)      (state: one float per row)
+#   adagrad:         state_d += g_d²;     w_d −= lr·g_d / (sqrt(state_d) + eps) (state: one float per weight)
+#   sgd:             w −= lr·g                                                  (no state)
+OPTIMIZERS = CPU_OPTIMIZERS
+_ROWWISE_ADAGRAD, _ADAGRAD = OPTIMIZERS.index("rowwise_adagrad"), OPTIMIZERS.index("adagrad")
+_TCE, _NBPO = objectives.LOSS_CODES["tce"], objectives.LOSS_CODES["nbpo"]
+
+# Reassociation lets LLVM vectorise the dot products and row sums; no "nnan"/"ninf", so a non-finite loss is
+# still seen as one (the step is then refused).
+_FAST_MATH = {"reassoc", "contract", "nsz", "arcp"}
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_FEISTEL_ROUNDS = 4
+
+
+class Settings(NamedTuple):
+    """Scalars of one kernel call (codes index ``objectives.LOSSES`` and :data:`OPTIMIZERS`)."""
+
+    loss: int
+    l2: float
+    phi_l2: float  # NBPO's L2 weight on the flip factors (0 for other losses)
+    flip_logit: float
+    rce_beta: float
+    optimizer: int
+    lr: float
+    eps: float
+    pld: bool  # PLD's resampling (after its warm-up) instead of the shuffled interactions
+    n_negatives: int
+    pool_size: int
+    temperature: float
+    n_items: int
+    epoch_rows: int  # rows per epoch (= training interactions)
+    batch_size: int
+    half_bits: int  # the permutation of [0, epoch_rows) works on [0, 4**half_bits)
+
+
+class Workspace(NamedTuple):
+    """Buffers of the mini-batches in flight, one slice per thread (T threads; B = batch size, C = 1 +
+    n_negatives, D / Dφ the table dimensions)."""
+
+    users: np.ndarray  # (T, B) int64
+    items: np.ndarray  # (T, B, C) int64, column 0 the observed item
+    scores: np.ndarray  # (T, B, C) float32
+    phi_scores: np.ndarray  # (T, B, C) float32, NBPO's raw flip scores
+    d_scores: np.ndarray  # (T, B, C) float64, d row loss / d score
+    d_phi: np.ndarray  # (T, B, C) float64
+    parts: np.ndarray  # (T, B, 3) float64 each row's loss: observed-item term, sampled-items term, L2 terms
+    dropped: np.ndarray  # (T, B) bool, T-CE
+    pool: np.ndarray  # (T, B, k) int64 positions of PLD's candidates in the user's items
+    grad_users: np.ndarray  # (T, B, D) float32 gradient of each distinct user of the batch, by slot
+    grad_items: np.ndarray  # (T, B·C, D) float32 gradient of each distinct item, by slot
+    grad_phi_users: np.ndarray  # (T, B, Dφ) float32
+    grad_phi_items: np.ndarray  # (T, B·C, Dφ) float32
+    user_slot: np.ndarray  # (T, n_users) int64, -1 between batches: a user's slot among the batch's users
+    item_slot: np.ndarray  # (T, n_items) int64, -1 between batches
+    user_rows: np.ndarray  # (T, B) int64 distinct users, by slot
+    item_rows: np.ndarray  # (T, B·C) int64
+    user_start: np.ndarray  # (T, B + 1) int64 start of each slot's occurrences in user_order
+    item_start: np.ndarray  # (T, B·C + 1) int64
+    user_order: np.ndarray  # (T, B) int64 occurrences grouped by slot, in batch order
+    item_order: np.ndarray  # (T, B·C) int64
+    user_occurrence_slot: np.ndarray  # (T, B) int64
+    item_occurrence_slot: np.ndarray  # (T, B·C) int64
+
+
+def new_workspace(n_threads: int, n_users: int, n_items: int, batch_size: int, n_negatives: int, pool_size: int,
+                  dim: int, phi_dim: int) -> Workspace:
+    t, b, c = n_threads, batch_size, 1 + n_negatives
+    f32, f64, i64 = np.float32, np.float64, np.int64
+    return Workspace(
+        users=np.zeros((t, b), i64), items=np.zeros((t, b, c), i64), scores=np.zeros((t, b, c), f32),
+        phi_scores=np.zeros((t, b, c), f32), d_scores=np.zeros((t, b, c), f64), d_phi=np.zeros((t, b, c), f64),
+        parts=np.zeros((t, b, 3), f64), dropped=np.zeros((t, b), np.bool_), pool=np.zeros((t, b, pool_size), i64),
+        grad_users=np.zeros((t, b, dim), f32), grad_items=np.zeros((t, b * c, dim), f32),
+        grad_phi_users=np.zeros((t, b, phi_dim), f32), grad_phi_items=np.zeros((t, b * c, phi_dim), f32),
+        user_slot=np.full((t, n_users), -1, i64), item_slot=np.full((t, n_items), -1, i64),
+        user_rows=np.zeros((t, b), i64), item_rows=np.zeros((t, b * c), i64),
+        user_start=np.zeros((t, b + 1), i64), item_start=np.zeros((t, b * c + 1), i64),
+        user_order=np.zeros((t, b), i64), item_order=np.zeros((t, b * c), i64),
+        user_occurrence_slot=np.zeros((t, b), i64), item_occurrence_slot=np.zeros((t, b * c), i64),
+    )
+
+
+def half_bits(n: int) -> int:
+    """Smallest h >= 1 with 4**h >= n: the Feistel permutation's half width for a domain of n rows."""
+    return max(1, math.ceil(math.log2(max(n, 2)) / 2))
+
+
+# ---- counter-based random numbers ------------------------------------------------------------------------
+
+@njit
+def _mix(z):
+    """SplitMix64's finaliser: a bijective hash of a uint64."""
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+@njit
+def uniform(key, row, draw):
+    """The ``draw``-th uniform number in [0, 1) of ``row`` under the epoch's ``key`` (uint64)."""
+    z = _mix(key + np.uint64(row) * _GOLDEN)
+    z = _mix(z + np.uint64(draw + 1) * _GOLDEN)
+    return float(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit
+def permuted(index, n, half, key):
+    """Image of ``index`` in [0, n) under a keyed pseudo-random permutation of [0, n): a 4-round Feistel
+    network on [0, 4**half), cycle-walked back into [0, n) (so a bijection of [0, n))."""
+    mask = (np.uint64(1) << np.uint64(half)) - np.uint64(1)
+    x = np.uint64(index)
+    while True:
+        left, right = x >> np.uint64(half), x & mask
+        for r in range(_FEISTEL_ROUNDS):
+            f = _mix(key ^ (right * _GOLDEN + np.uint64(r + 1))) & mask
+            left, right = right, left ^ f
+        x = (left << np.uint64(half)) | right
+        if x < np.uint64(n):
+            return np.int64(x)
+
+
+@njit
+def unobserved_item(indptr, indices, n_items, user, u01):
+    """An item drawn uniformly from ``user``'s unobserved items, given a uniform ``u01`` in [0, 1).
+
+    The r-th unobserved item is r + #{j : p_j − j <= r} for the user's sorted items p_0 < p_1 < …
+    (p_j − j counts the unobserved items below p_j and grows with j): one binary search.
+    """
+    start, end = indptr[user], indptr[user + 1]
+    n_free = n_items - (end - start)
+    r = min(np.int64(u01 * n_free), n_free - 1)
+    lo, hi = np.int64(0), end - start
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if indices[start + mid] - mid <= r:
+            lo = mid + 1
+        else:
+            hi = mid
+    return r + lo
+
+
+@njit(fastmath=_FAST_MATH)
+def _dot(a, i, b, j):
+    """a[i] · b[j] of two (rows, D) tables (indexing, no row views: no reference counting in hot loops)."""
+    total = np.float32(0.0)
+    for d in range(a.shape[1]):
+        total += a[i, d] * b[j, d]
+    return total
+
+
+# ---- pass 1: rows and their per-occurrence gradients --------------------------------------------------------
+
+@njit(fastmath=_FAST_MATH)
+def _pld_row(user_table, item_table, indptr, indices, active_users, n_items, n_cols, pool_size, temperature,
+             pool, b, key, row):
+    """PLD's draw of one row (Zhang et al. 2025, Alg. 1): returns (user, chosen observed item, unobserved j).
+
+    Same distribution as :class:`robustrec.samplers.PLDSampler`: a uniform active user, k of its items
+    (Floyd's algorithm, distinct when it has >= k), j uniform unobserved, and the candidate c drawn with
+    probability softmax(−softplus(s_uj − s_uc)/τ) by the Gumbel-max trick. ``pool`` (B, k) is scratch.
+    """
+    # draws 1..n_cols-1 are the row's unobserved items (j is draw 1); PLD's own draws come after
+    n_active = active_users.shape[0]
+    user = active_users[min(np.int64(uniform(key, row, n_cols) * n_active), n_active - 1)]
+    start = indptr[user]
+    degree = indptr[user + 1] - start
+    k = pool_size
+    if degree >= k:
+        for step in range(k):  # Floyd: for top = d-k .. d-1 take t in [0, top], or top if t is taken
+            top = degree - k + step
+            t = min(np.int64(uniform(key, row, n_cols + 1 + step) * (top + 1)), top)
+            for q in range(step):
+                if pool[b, q] == t:
+                    t = top
+                    break
+            pool[b, step] = t
+    else:
+        for step in range(k):
+            pool[b, step] = min(np.int64(uniform(key, row, n_cols + 1 + step) * degree), degree - 1)
+    j = unobserved_item(indptr, indices, n_items, user, uniform(key, row, 1))
+    s_j = float(_dot(user_table, user, item_table, j))
+    best, chosen = -np.inf, np.int64(indices[start + pool[b, 0]])
+    for q in range(k):
+        candidate = np.int64(indices[start + pool[b, q]])
+        loss = objectives.softplus_scalar(s_j - float(_dot(user_table, user, item_table, candidate)))
+        gumbel = -math.log(-math.log(uniform(key, row, n_cols + 1 + k + q) + 1e-12))
+        value = -loss / temperature + gumbel
+        if value > best:
+            best, chosen = value, candidate
+    return user, chosen, j
+
+
+@njit(fastmath=_FAST_MATH)
+def _rows(first, last, start, key, st, user_table, item_table, phi_user_table, phi_item_table, indptr, indices,
+          row_users, active_users, users, items, scores, phi_scores, d_scores, d_phi, parts, pool):
+    """Draw, score and differentiate batch rows first..last-1 (epoch rows start + b). One stage at a time
+    over the rows: the stages' random reads (interactions, the users' items, table rows) are independent
+    across rows, so the CPU overlaps their cache misses."""
+    n_cols = items.shape[1]
+    first_free = 2 if st.pld else 1
+    if st.pld:
+        for b in range(first, last):
+            user, chosen, j = _pld_row(user_table, item_table, indptr, indices, active_users, st.n_items, n_cols,
+                                       st.pool_size, st.temperature, pool, b, key, start + b)
+            users[b] = user
+            items[b, 0] = chosen
+            items[b, 1] = j
+    else:
+        for b in range(first, last):
+            users[b] = permuted(start + b, st.epoch_rows, st.half_bits, key)  # the interaction's index, for now
+        for b in range(first, last):
+            entry = users[b]
+            users[b] = row_users[entry]
+            items[b, 0] = indices[entry]
+    for b in range(first, last):
+        for k in range(first_free, n_cols):
+            items[b, k] = unobserved_item(indptr, indices, st.n_items, users[b], uniform(key, start + b, k))
+    nbpo = st.loss == _NBPO
+    for b in range(first, last):
+        user = users[b]
+        sq = float(_dot(user_table, user, user_table, user))
+        for k in range(n_cols):
+            item = items[b, k]
+            scores[b, k] = _dot(user_table, user, item_table, item)
+            sq += float(_dot(item_table, item, item_table, item))
+        phi_sq = 0.0
+        if nbpo:
+            phi_sq = float(_dot(phi_user_table, user, phi_user_table, user))
+            for k in range(n_cols):
+                item = items[b, k]
+                phi_scores[b, k] = _dot(phi_user_table, user, phi_item_table, item)
+                phi_sq += float(_dot(phi_item_table, item, phi_item_table, item))
+        parts[b, 2] = st.l2 * sq + st.phi_l2 * phi_sq
+    for b in range(first, last):
+        observed, sampled = objectives.row_gradients(st.loss, scores, phi_scores, d_scores, d_phi, b,
+                                                     st.flip_logit, st.rce_beta)
+        parts[b, 0] = observed
+        parts[b, 1] = sampled
+
+
+_CHUNK = 32  # rows per stage run: enough to overlap memory latency, small enough for the rows to stay in L1/L2
+
+
+# ---- gradients of the batch's distinct rows, then one optimizer step per row --------------------------------
+
+@njit
+def _group_rows(ids, n, slot_of, rows, starts, order, occurrence_slot):
+    """Group occurrences ids[:n] by row. Returns the number of distinct rows S; slot s < S holds rows[s], and
+    its occurrences are order[starts[s]:starts[s + 1]], in batch order. Leaves slot_of[rows[s]] = s."""
+    n_slots = 0
+    for o in range(n):
+        row = ids[o]
+        s = slot_of[row]
+        if s < 0:
+            s = n_slots
+            slot_of[row] = s
+            rows[s] = row
+            n_slots += 1
+        occurrence_slot[o] = s
+    for s in range(n_slots + 1):
+        starts[s] = 0
+    for o in range(n):
+        starts[occurrence_slot[o] + 1] += 1
+    for s in range(n_slots):
+        starts[s + 1] += starts[s]
+    for o in range(n):  # counting sort; starts[s] serves as slot s's cursor and ends at the slot's end
+        s = occurrence_slot[o]
+        order[starts[s]] = o
+        starts[s] += 1
+    for s in range(n_slots, 0, -1):  # shift the cursors back: starts[s] = end of slot s-1 = start of s
+        starts[s] = starts[s - 1]
+    starts[0] = 0
+    return n_slots
+
+
+@njit(fastmath=_FAST_MATH)
+def _user_gradients(first, last, coef_scale, reg, user_table, item_table, d_scores, items, rows, starts, order,
+                    grads):
+    """grads[s] = Σ over slot s's occurrences b of (Σ_k c_bk e_{items[b, k]} + reg·e_u), c_bk = d_scores[b, k]·scale:
+    the gradient of the batch loss for user rows[s] (slots first..last-1), from the tables as they are."""
+    dim = user_table.shape[1]
+    for s in range(first, last):
+        user = rows[s]
+        n_occurrences = starts[s + 1] - starts[s]
+        for d in range(dim):
+            grads[s, d] = np.float32(n_occurrences) * reg * user_table[user, d]
+        for q in range(starts[s], starts[s + 1]):
+            b = order[q]
+            for k in range(items.shape[1]):
+                c = np.float32(d_scores[b, k] * coef_scale)
+                item = items[b, k]
+                for d in range(dim):
+                    grads[s, d] += c * item_table[item, d]
+
+
+@njit(fastmath=_FAST_MATH)
+def _item_gradients(first, last, coef_scale, reg, user_table, item_table, d_scores, users, rows, starts, order,
+                    grads):
+    """grads[s] = Σ over slot s's occurrences (b, k) of (c_bk e_{users[b]} + reg·e_i): the gradient of the batch
+    loss for item rows[s] (slots first..last-1); occurrence o is (b, k) = divmod(o, C)."""
+    dim = item_table.shape[1]
+    n_cols = d_scores.shape[1]
+    for s in range(first, last):
+        item = rows[s]
+        n_occurrences = starts[s + 1] - starts[s]
+        for d in range(dim):
+            grads[s, d] = np.float32(n_occurrences) * reg * item_table[item, d]
+        for q in range(starts[s], starts[s + 1]):
+            b, k = divmod(order[q], n_cols)
+            c = np.float32(d_scores[b, k] * coef_scale)
+            user = users[b]
+            for d in range(dim):
+                grads[s, d] += c * user_table[user, d]
+
+
+@njit(fastmath=_FAST_MATH)
+def _apply(optimizer, lr, eps, table, state, first, last, rows, grads):
+    """One optimizer step of table[rows[s]] (and its state row) with the gradient grads[s], slots first..last-1."""
+    dim = table.shape[1]
+    lr32, eps32 = np.float32(lr), np.float32(eps)
+    for s in range(first, last):
+        row = rows[s]
+        if optimizer == _ROWWISE_ADAGRAD:
+            sum_sq = np.float32(0.0)
+            for d in range(dim):
+                sum_sq += grads[s, d] * grads[s, d]
+            momentum = state[row, 0] + sum_sq / np.float32(dim)
+            state[row, 0] = momentum
+            multiplier = lr32 / (np.sqrt(momentum) + eps32)
+            for d in range(dim):
+                table[row, d] -= multiplier * grads[s, d]
+        elif optimizer == _ADAGRAD:
+            for d in range(dim):
+                state[row, d] += grads[s, d] * grads[s, d]
+                table[row, d] -= lr32 * grads[s, d] / (np.sqrt(state[row, d]) + eps32)
+        else:
+            for d in range(dim):
+                table[row, d] -= lr32 * grads[s, d]
+
+
+# ---- one mini-batch, on one thread -------------------------------------------------------------------------
+
+@njit
+def _train_batch(t, batch, key, drop_rate, st, tables, states, indptr, indices, row_users, active_users, w):
+    """Train mini-batch ``batch`` of the epoch with thread ``t``'s buffers; returns its loss. The update is
+    skipped when the loss is not finite."""
+    user_table, item_table, phi_user_table, phi_item_table = tables
+    user_state, item_state, phi_user_state, phi_item_state = states
+    users, items, parts, d_scores, d_phi = w.users[t], w.items[t], w.parts[t], w.d_scores[t], w.d_phi[t]
+    start = batch * st.batch_size
+    size = min(st.batch_size, st.epoch_rows - start)
+    for first in range(0, size, _CHUNK):
+        _rows(first, min(size, first + _CHUNK), start, key, st, user_table, item_table, phi_user_table,
+              phi_item_table, indptr, indices, row_users, active_users, users, items, w.scores[t],
+              w.phi_scores[t], d_scores, d_phi, parts, w.pool[t])
+    if st.loss == _TCE:  # Wang et al. 2021: drop the batch's largest observed-item losses (loss and gradient)
+        n_drop = int(drop_rate * size)
+        if n_drop > 0:
+            dropped = w.dropped[t]
+            objectives.tce_dropped(parts[:size, 0].copy(), n_drop, dropped[:size])
+            for b in range(size):
+                if dropped[b]:
+                    parts[b, 0] = 0.0
+                    d_scores[b, 0] = 0.0
+    total = 0.0
+    for b in range(size):
+        total += parts[b, 0] + parts[b, 1] + parts[b, 2]
+    loss = total / size
+    if not np.isfinite(loss):
+        return loss
+    user_slot, item_slot, user_rows, item_rows = w.user_slot[t], w.item_slot[t], w.user_rows[t], w.item_rows[t]
+    user_start, item_start, user_order, item_order = w.user_start[t], w.item_start[t], w.user_order[t], w.item_order[t]
+    n_users = _group_rows(users, size, user_slot, user_rows, user_start, user_order, w.user_occurrence_slot[t])
+    n_items = _group_rows(items.reshape(-1), size * items.shape[1], item_slot, item_rows, item_start, item_order,
+                          w.item_occurrence_slot[t])
+    # every gradient from the tables as they were at the batch start, then every update
+    scale = 1.0 / size
+    reg, phi_reg = np.float32(2.0 * st.l2 * scale), np.float32(2.0 * st.phi_l2 * scale)
+    grad_users, grad_items = w.grad_users[t], w.grad_items[t]
+    grad_phi_users, grad_phi_items = w.grad_phi_users[t], w.grad_phi_items[t]
+    nbpo = st.loss == _NBPO
+    for first in range(0, n_users, _CHUNK):
+        last = min(first + _CHUNK, n_users)
+        _user_gradients(first, last, scale, reg, user_table, item_table, d_scores, items, user_rows, user_start,
+                        user_order, grad_users)
+        if nbpo:
+            _user_gradients(first, last, scale, phi_reg, phi_user_table, phi_item_table, d_phi, items, user_rows,
+                            user_start, user_order, grad_phi_users)
+    for first in range(0, n_items, _CHUNK):
+        last = min(first + _CHUNK, n_items)
+        _item_gradients(first, last, scale, reg, user_table, item_table, d_scores, users, item_rows, item_start,
+                        item_order, grad_items)
+        if nbpo:
+            _item_gradients(first, last, scale, phi_reg, phi_user_table, phi_item_table, d_phi, users, item_rows,
+                            item_start, item_order, grad_phi_items)
+    _apply(st.optimizer, st.lr, st.eps, user_table, user_state, 0, n_users, user_rows, grad_users)
+    _apply(st.optimizer, st.lr, st.eps, item_table, item_state, 0, n_items, item_rows, grad_items)
+    if nbpo:
+        _apply(st.optimizer, st.lr, st.eps, phi_user_table, phi_user_state, 0, n_users, user_rows, grad_phi_users)
+        _apply(st.optimizer, st.lr, st.eps, phi_item_table, phi_item_state, 0, n_items, item_rows, grad_phi_items)
+    for s in range(n_users):
+        user_slot[user_rows[s]] = -1
+    for s in range(n_items):
+        item_slot[item_rows[s]] = -1
+    return loss
+
+
+# ---- the driver ---------------------------------------------------------------------------------------------
+
+@njit(parallel=True)
+def train_batches(tables, states, indptr, indices, row_users, active_users, st, w, key, first_batch, drop_rates,
+                  losses):
+    """Train the epoch's mini-batches first_batch, first_batch + 1, … (as many as ``losses`` has entries).
+
+    Each of the workspace's T threads trains whole mini-batches (thread t: the t-th, (t+T)-th, …), each one
+    exactly as one FBGEMM step would; with T = 1 that is sequential mini-batch training, bit-reproducible.
+    With T > 1 the threads' batches overlap in time and update the shared rows without locks (Hogwild
+    across mini-batches: a batch may see part of a concurrent batch's update), not bit-reproducible.
+
+    Args:
+        tables: (user, item, user φ, item φ) float32 (rows, D) weights, updated in place (φ: NBPO's flip
+            factors; (1, 4) placeholders for other losses).
+        states: the matching optimizer states (rows, M) float32: M = 1 (rowwise_adagrad), D (adagrad), 0 (sgd).
+        indptr, indices: (n_users + 1,) int64 / (nnz,) int32 CSR of the training interactions, sorted items.
+        row_users: (nnz,) int32 user of each CSR entry; active_users: users with >= 1 item (PLD).
+        st: :class:`Settings`; w: :class:`Workspace` (T slices; slot arrays all -1); key: the epoch's uint64 key.
+        drop_rates: (n,) float64 T-CE drop rate of each batch; losses: (n,) float64, filled with batch losses.
+
+    A batch whose loss is not finite is not applied, and the threads stop before their next batch; the
+    caller finds it in ``losses`` (batches not run keep their value).
+    """
+    n_threads = w.users.shape[0]
+    n = losses.shape[0]
+    stop = np.zeros(1, np.int64)
+    for t in prange(n_threads):
+        for i in range(t, n, n_threads):
+            if stop[0]:
+                break
+            loss = _train_batch(t, first_batch + i, key, drop_rates[i], st, tables, states, indptr, indices,
+                                row_users, active_users, w)
+            losses[i] = loss
+            if not np.isfinite(loss):
+                stop[0] = 1
