@@ -138,14 +138,9 @@ class Workspace(NamedTuple):
     grad_phi_items: np.ndarray  # (T, B·C, Dφ) float32
     user_slot: np.ndarray  # (T, n_users) int64, -1 between batches: a user's slot among the batch's users
     item_slot: np.ndarray  # (T, n_items) int64, -1 between batches
-    user_rows: np.ndarray  # (T, B) int64 distinct users, by slot
+    user_rows: np.ndarray  # (T, B) int64 the user of each slot
     item_rows: np.ndarray  # (T, B·C) int64
-    user_start: np.ndarray  # (T, B + 1) int64 start of each slot's occurrences in user_order
-    item_start: np.ndarray  # (T, B·C + 1) int64
-    user_order: np.ndarray  # (T, B) int64 occurrences grouped by slot, in batch order
-    item_order: np.ndarray  # (T, B·C) int64
-    user_occurrence_slot: np.ndarray  # (T, B) int64
-    item_occurrence_slot: np.ndarray  # (T, B·C) int64
+    count: np.ndarray  # (T, 2) int64 slots in use (users, items)
 
 
 def new_workspace(n_threads: int, n_users: int, n_items: int, batch_size: int, n_negatives: int, pool_size: int,
@@ -159,10 +154,7 @@ def new_workspace(n_threads: int, n_users: int, n_items: int, batch_size: int, n
         grad_users=np.zeros((t, b, dim), f32), grad_items=np.zeros((t, b * c, dim), f32),
         grad_phi_users=np.zeros((t, b, phi_dim), f32), grad_phi_items=np.zeros((t, b * c, phi_dim), f32),
         user_slot=np.full((t, n_users), -1, i64), item_slot=np.full((t, n_items), -1, i64),
-        user_rows=np.zeros((t, b), i64), item_rows=np.zeros((t, b * c), i64),
-        user_start=np.zeros((t, b + 1), i64), item_start=np.zeros((t, b * c + 1), i64),
-        user_order=np.zeros((t, b), i64), item_order=np.zeros((t, b * c), i64),
-        user_occurrence_slot=np.zeros((t, b), i64), item_occurrence_slot=np.zeros((t, b * c), i64),
+        user_rows=np.zeros((t, b), i64), item_rows=np.zeros((t, b * c), i64), count=np.zeros((t, 2), i64),
     )
 
 
@@ -277,11 +269,12 @@ def _pld_row(user_table, item_table, indptr, indices, active_users, n_items, n_c
 
 
 @njit(fastmath=_FAST_MATH)
-def _rows(first, last, start, key, st, user_table, item_table, phi_user_table, phi_item_table, indptr, indices,
-          row_users, active_users, users, items, scores, phi_scores, d_scores, d_phi, parts, pool):
-    """Draw, score and differentiate batch rows first..last-1 (epoch rows start + b). One stage at a time
-    over the rows: the stages' random reads (interactions, the users' items, table rows) are independent
-    across rows, so the CPU overlaps their cache misses."""
+def _rows(first, last, start, key, size, st, user_table, item_table, phi_user_table, phi_item_table, indptr,
+          indices, row_users, active_users, users, items, scores, phi_scores, d_scores, d_phi, parts, pool, slots):
+    """Draw, score and differentiate batch rows first..last-1 (epoch rows start + b), and add their terms to
+    the gradients of the batch's distinct rows. One stage at a time over the rows: the stages' random reads
+    (interactions, the users' items, table rows) are independent across rows, so the CPU overlaps their
+    cache misses. T-CE's observed-item terms wait for its drop (:func:`_add_observed`)."""
     n_cols = items.shape[1]
     first_free = 2 if st.pld else 1
     if st.pld:
@@ -322,6 +315,8 @@ def _rows(first, last, start, key, st, user_table, item_table, phi_user_table, p
                                                      st.flip_logit, st.rce_beta)
         parts[b, 0] = observed
         parts[b, 1] = sampled
+    _add_terms(first, last, 1 if st.loss == _TCE else 0, size, st, user_table, item_table, phi_user_table,
+               phi_item_table, users, items, d_scores, d_phi, slots)
 
 
 _CHUNK = 32  # rows per stage run: enough to overlap memory latency, small enough for the rows to stay in L1/L2
@@ -329,74 +324,95 @@ _CHUNK = 32  # rows per stage run: enough to overlap memory latency, small enoug
 
 # ---- gradients of the batch's distinct rows, then one optimizer step per row --------------------------------
 
+class Slots(NamedTuple):
+    """One thread's gradients of its batch's distinct rows (S: slots in use; D / Dφ the table dimensions)."""
+
+    user_slot: np.ndarray  # (n_users,) int64: the user's slot in this batch, -1 if absent (reset after a batch)
+    item_slot: np.ndarray  # (n_items,) int64
+    user_rows: np.ndarray  # (B,) int64: the user of each slot
+    item_rows: np.ndarray  # (B·C,) int64
+    count: np.ndarray  # (2,) int64: slots in use (users, items)
+    grad_users: np.ndarray  # (B, D) float32 gradient of the batch loss for each slot's row
+    grad_items: np.ndarray  # (B·C, D) float32
+    grad_phi_users: np.ndarray  # (B, Dφ) float32 (NBPO's flip factors)
+    grad_phi_items: np.ndarray  # (B·C, Dφ) float32
+
+
 @njit
-def _group_rows(ids, n, slot_of, rows, starts, order, occurrence_slot):
-    """Group occurrences ids[:n] by row. Returns the number of distinct rows S; slot s < S holds rows[s], and
-    its occurrences are order[starts[s]:starts[s + 1]], in batch order. Leaves slot_of[rows[s]] = s."""
-    n_slots = 0
-    for o in range(n):
-        row = ids[o]
-        s = slot_of[row]
-        if s < 0:
-            s = n_slots
-            slot_of[row] = s
-            rows[s] = row
-            n_slots += 1
-        occurrence_slot[o] = s
-    for s in range(n_slots + 1):
-        starts[s] = 0
-    for o in range(n):
-        starts[occurrence_slot[o] + 1] += 1
-    for s in range(n_slots):
-        starts[s + 1] += starts[s]
-    for o in range(n):  # counting sort; starts[s] serves as slot s's cursor and ends at the slot's end
-        s = occurrence_slot[o]
-        order[starts[s]] = o
-        starts[s] += 1
-    for s in range(n_slots, 0, -1):  # shift the cursors back: starts[s] = end of slot s-1 = start of s
-        starts[s] = starts[s - 1]
-    starts[0] = 0
-    return n_slots
+def _slot(row, slot_of, rows, count, side, grads, phi_grads, nbpo):
+    """The slot of ``row`` (a new one, with zero gradients, at its first occurrence in the batch)."""
+    s = slot_of[row]
+    if s < 0:
+        s = count[side]
+        count[side] = s + 1
+        slot_of[row] = s
+        rows[s] = row
+        grads[s, :] = 0.0
+        if nbpo:
+            phi_grads[s, :] = 0.0
+    return s
 
 
 @njit(fastmath=_FAST_MATH)
-def _user_gradients(first, last, coef_scale, reg, user_table, item_table, d_scores, items, rows, starts, order,
-                    grads):
-    """grads[s] = Σ over slot s's occurrences b of (Σ_k c_bk e_{items[b, k]} + reg·e_u), c_bk = d_scores[b, k]·scale:
-    the gradient of the batch loss for user rows[s] (slots first..last-1), from the tables as they are."""
+def _add_row(b, first_column, user_reg, scale, reg, user_table, item_table, users, items, d_scores, user_grad,
+             item_grad, user_slot, item_slot, scratch):
+    """Add row b's terms to the gradients: c_k·e_{i_k} (+ user_reg·e_u) to its user's slot, c_k·e_u + reg·e_{i_k}
+    to each item's slot (k >= first_column), c_k = d_scores[b, k]·scale, reg = 2·L2 weight / B. ``scratch`` (D,)."""
+    user = users[b]
     dim = user_table.shape[1]
-    for s in range(first, last):
-        user = rows[s]
-        n_occurrences = starts[s + 1] - starts[s]
+    for d in range(dim):
+        scratch[d] = user_reg * user_table[user, d]
+    for k in range(first_column, items.shape[1]):
+        item = items[b, k]
+        si = item_slot[item]
+        c = np.float32(d_scores[b, k] * scale)
         for d in range(dim):
-            grads[s, d] = np.float32(n_occurrences) * reg * user_table[user, d]
-        for q in range(starts[s], starts[s + 1]):
-            b = order[q]
-            for k in range(items.shape[1]):
-                c = np.float32(d_scores[b, k] * coef_scale)
-                item = items[b, k]
-                for d in range(dim):
-                    grads[s, d] += c * item_table[item, d]
+            scratch[d] += c * item_table[item, d]
+            item_grad[si, d] += c * user_table[user, d] + reg * item_table[item, d]
+    su = user_slot[user]
+    for d in range(dim):
+        user_grad[su, d] += scratch[d]
 
 
 @njit(fastmath=_FAST_MATH)
-def _item_gradients(first, last, coef_scale, reg, user_table, item_table, d_scores, users, rows, starts, order,
-                    grads):
-    """grads[s] = Σ over slot s's occurrences (b, k) of (c_bk e_{users[b]} + reg·e_i): the gradient of the batch
-    loss for item rows[s] (slots first..last-1); occurrence o is (b, k) = divmod(o, C)."""
-    dim = item_table.shape[1]
-    n_cols = d_scores.shape[1]
-    for s in range(first, last):
-        item = rows[s]
-        n_occurrences = starts[s + 1] - starts[s]
-        for d in range(dim):
-            grads[s, d] = np.float32(n_occurrences) * reg * item_table[item, d]
-        for q in range(starts[s], starts[s + 1]):
-            b, k = divmod(order[q], n_cols)
-            c = np.float32(d_scores[b, k] * coef_scale)
-            user = users[b]
-            for d in range(dim):
-                grads[s, d] += c * user_table[user, d]
+def _add_terms(first, last, first_column, size, st, user_table, item_table, phi_user_table, phi_item_table, users,
+               items, d_scores, d_phi, slots):
+    """Add rows first..last-1's terms of the batch loss (score columns first_column.., the L2 terms) to the
+    gradients of their rows; every gradient comes from the tables as they were at the start of the batch.
+    With first_column = 1 (T-CE, before its drop) the observed item and the user's L2 term wait."""
+    nbpo = st.loss == _NBPO
+    scale = 1.0 / size
+    reg, phi_reg = np.float32(2.0 * st.l2 * scale), np.float32(2.0 * st.phi_l2 * scale)
+    user_slot, item_slot, user_rows, item_rows, count = (slots.user_slot, slots.item_slot, slots.user_rows,
+                                                         slots.item_rows, slots.count)
+    grad_users, grad_items, grad_phi_users, grad_phi_items = (slots.grad_users, slots.grad_items,
+                                                              slots.grad_phi_users, slots.grad_phi_items)
+    for b in range(first, last):
+        _slot(users[b], user_slot, user_rows, count, 0, grad_users, grad_phi_users, nbpo)
+        for k in range(first_column, items.shape[1]):
+            _slot(items[b, k], item_slot, item_rows, count, 1, grad_items, grad_phi_items, nbpo)
+    own = np.float32(1.0 if first_column == 0 else 0.0)  # the user's L2 term, once per occurrence
+    scratch = np.empty(max(user_table.shape[1], phi_user_table.shape[1]), np.float32)
+    for b in range(first, last):
+        _add_row(b, first_column, own * reg, scale, reg, user_table, item_table, users, items, d_scores, grad_users,
+                 grad_items, user_slot, item_slot, scratch)
+    if nbpo:
+        for b in range(first, last):
+            _add_row(b, first_column, own * phi_reg, scale, phi_reg, phi_user_table, phi_item_table, users, items,
+                     d_phi, grad_phi_users, grad_phi_items, user_slot, item_slot, scratch)
+
+
+@njit(fastmath=_FAST_MATH)
+def _add_observed(size, st, user_table, item_table, users, items, d_scores, slots):
+    """T-CE, after its drop: add every row's observed-item term (0 for dropped rows: only the item's L2 term
+    remains) and the user's L2 term."""
+    scale = 1.0 / size
+    reg = np.float32(2.0 * st.l2 * scale)
+    observed = items[:, :1]
+    scratch = np.empty(user_table.shape[1], np.float32)
+    for b in range(size):
+        _add_row(b, 0, reg, scale, reg, user_table, item_table, users, observed, d_scores, slots.grad_users,
+                 slots.grad_items, slots.user_slot, slots.item_slot, scratch)
 
 
 @njit(fastmath=_FAST_MATH)
@@ -432,62 +448,42 @@ def _train_batch(t, batch, key, drop_rate, st, tables, states, indptr, indices, 
     skipped when the loss is not finite."""
     user_table, item_table, phi_user_table, phi_item_table = tables
     user_state, item_state, phi_user_state, phi_item_state = states
-    users, items, parts, d_scores, d_phi = w.users[t], w.items[t], w.parts[t], w.d_scores[t], w.d_phi[t]
+    users, items, parts, d_scores = w.users[t], w.items[t], w.parts[t], w.d_scores[t]
+    slots = Slots(w.user_slot[t], w.item_slot[t], w.user_rows[t], w.item_rows[t], w.count[t], w.grad_users[t],
+                  w.grad_items[t], w.grad_phi_users[t], w.grad_phi_items[t])
+    slots.count[:] = 0
     start = batch * st.batch_size
     size = min(st.batch_size, st.epoch_rows - start)
     for first in range(0, size, _CHUNK):
-        _rows(first, min(size, first + _CHUNK), start, key, st, user_table, item_table, phi_user_table,
-              phi_item_table, indptr, indices, row_users, active_users, users, items, w.scores[t],
-              w.phi_scores[t], d_scores, d_phi, parts, w.pool[t])
+        _rows(first, min(size, first + _CHUNK), start, key, size, st, user_table, item_table, phi_user_table,
+              phi_item_table, indptr, indices, row_users, active_users, users, items, w.scores[t], w.phi_scores[t],
+              d_scores, w.d_phi[t], parts, w.pool[t], slots)
     if st.loss == _TCE:  # Wang et al. 2021: drop the batch's largest observed-item losses (loss and gradient)
         n_drop = int(drop_rate * size)
-        if n_drop > 0:
-            dropped = w.dropped[t]
-            objectives.tce_dropped(parts[:size, 0].copy(), n_drop, dropped[:size])
-            for b in range(size):
-                if dropped[b]:
-                    parts[b, 0] = 0.0
-                    d_scores[b, 0] = 0.0
+        dropped = w.dropped[t]
+        objectives.tce_dropped(parts[:size, 0].copy(), n_drop, dropped[:size])
+        for b in range(size):
+            if dropped[b]:
+                parts[b, 0] = 0.0
+                d_scores[b, 0] = 0.0
+        _add_observed(size, st, user_table, item_table, users, items, d_scores, slots)
     total = 0.0
     for b in range(size):
         total += parts[b, 0] + parts[b, 1] + parts[b, 2]
     loss = total / size
-    if not np.isfinite(loss):
-        return loss
-    user_slot, item_slot, user_rows, item_rows = w.user_slot[t], w.item_slot[t], w.user_rows[t], w.item_rows[t]
-    user_start, item_start, user_order, item_order = w.user_start[t], w.item_start[t], w.user_order[t], w.item_order[t]
-    n_users = _group_rows(users, size, user_slot, user_rows, user_start, user_order, w.user_occurrence_slot[t])
-    n_items = _group_rows(items.reshape(-1), size * items.shape[1], item_slot, item_rows, item_start, item_order,
-                          w.item_occurrence_slot[t])
-    # every gradient from the tables as they were at the batch start, then every update
-    scale = 1.0 / size
-    reg, phi_reg = np.float32(2.0 * st.l2 * scale), np.float32(2.0 * st.phi_l2 * scale)
-    grad_users, grad_items = w.grad_users[t], w.grad_items[t]
-    grad_phi_users, grad_phi_items = w.grad_phi_users[t], w.grad_phi_items[t]
-    nbpo = st.loss == _NBPO
-    for first in range(0, n_users, _CHUNK):
-        last = min(first + _CHUNK, n_users)
-        _user_gradients(first, last, scale, reg, user_table, item_table, d_scores, items, user_rows, user_start,
-                        user_order, grad_users)
-        if nbpo:
-            _user_gradients(first, last, scale, phi_reg, phi_user_table, phi_item_table, d_phi, items, user_rows,
-                            user_start, user_order, grad_phi_users)
-    for first in range(0, n_items, _CHUNK):
-        last = min(first + _CHUNK, n_items)
-        _item_gradients(first, last, scale, reg, user_table, item_table, d_scores, users, item_rows, item_start,
-                        item_order, grad_items)
-        if nbpo:
-            _item_gradients(first, last, scale, phi_reg, phi_user_table, phi_item_table, d_phi, users, item_rows,
-                            item_start, item_order, grad_phi_items)
-    _apply(st.optimizer, st.lr, st.eps, user_table, user_state, 0, n_users, user_rows, grad_users)
-    _apply(st.optimizer, st.lr, st.eps, item_table, item_state, 0, n_items, item_rows, grad_items)
-    if nbpo:
-        _apply(st.optimizer, st.lr, st.eps, phi_user_table, phi_user_state, 0, n_users, user_rows, grad_phi_users)
-        _apply(st.optimizer, st.lr, st.eps, phi_item_table, phi_item_state, 0, n_items, item_rows, grad_phi_items)
+    n_users, n_items = slots.count[0], slots.count[1]
+    if np.isfinite(loss):
+        _apply(st.optimizer, st.lr, st.eps, user_table, user_state, 0, n_users, slots.user_rows, slots.grad_users)
+        _apply(st.optimizer, st.lr, st.eps, item_table, item_state, 0, n_items, slots.item_rows, slots.grad_items)
+        if st.loss == _NBPO:
+            _apply(st.optimizer, st.lr, st.eps, phi_user_table, phi_user_state, 0, n_users, slots.user_rows,
+                   slots.grad_phi_users)
+            _apply(st.optimizer, st.lr, st.eps, phi_item_table, phi_item_state, 0, n_items, slots.item_rows,
+                   slots.grad_phi_items)
     for s in range(n_users):
-        user_slot[user_rows[s]] = -1
+        slots.user_slot[slots.user_rows[s]] = -1
     for s in range(n_items):
-        item_slot[item_rows[s]] = -1
+        slots.item_slot[slots.item_rows[s]] = -1
     return loss
 
 
