@@ -297,26 +297,18 @@ def _rows(first, last, start, key, size, st, user_table, item_table, phi_user_ta
     nbpo = st.loss == _NBPO
     for b in range(first, last):
         user = users[b]
-        sq = float(_dot(user_table, user, user_table, user))
         for k in range(n_cols):
-            item = items[b, k]
-            scores[b, k] = _dot(user_table, user, item_table, item)
-            sq += float(_dot(item_table, item, item_table, item))
-        phi_sq = 0.0
+            scores[b, k] = _dot(user_table, user, item_table, items[b, k])
         if nbpo:
-            phi_sq = float(_dot(phi_user_table, user, phi_user_table, user))
             for k in range(n_cols):
-                item = items[b, k]
-                phi_scores[b, k] = _dot(phi_user_table, user, phi_item_table, item)
-                phi_sq += float(_dot(phi_item_table, item, phi_item_table, item))
-        parts[b, 2] = st.l2 * sq + st.phi_l2 * phi_sq
+                phi_scores[b, k] = _dot(phi_user_table, user, phi_item_table, items[b, k])
     for b in range(first, last):
         observed, sampled = objectives.row_gradients(st.loss, scores, phi_scores, d_scores, d_phi, b,
                                                      st.flip_logit, st.rce_beta)
         parts[b, 0] = observed
         parts[b, 1] = sampled
     _add_terms(first, last, 1 if st.loss == _TCE else 0, size, st, user_table, item_table, phi_user_table,
-               phi_item_table, users, items, d_scores, d_phi, slots)
+               phi_item_table, users, items, d_scores, d_phi, parts, slots)
 
 
 _CHUNK = 32  # rows per stage run: enough to overlap memory latency, small enough for the rows to stay in L1/L2
@@ -354,14 +346,18 @@ def _slot(row, slot_of, rows, count, side, grads, phi_grads, nbpo):
 
 
 @njit(fastmath=_FAST_MATH)
-def _add_row(b, first_column, user_reg, scale, reg, user_table, item_table, users, items, d_scores, user_grad,
+def _add_row(b, first_column, own, scale, reg, user_table, item_table, users, items, d_scores, user_grad,
              item_grad, user_slot, item_slot, scratch):
-    """Add row b's terms to the gradients: c_k·e_{i_k} (+ user_reg·e_u) to its user's slot, c_k·e_u + reg·e_{i_k}
-    to each item's slot (k >= first_column), c_k = d_scores[b, k]·scale, reg = 2·L2 weight / B. ``scratch`` (D,)."""
+    """Add row b's terms to the gradients: c_k·e_{i_k} (+ own·reg·e_u) to its user's slot, c_k·e_u + reg·e_{i_k}
+    to each item's slot (k >= first_column), c_k = d_scores[b, k]·scale, reg = 2·L2 weight / B. Returns the
+    squared norms of the rows whose L2 terms were added (own: the user's too). ``scratch`` (D,)."""
     user = users[b]
     dim = user_table.shape[1]
+    user_reg = own * reg
+    sq = np.float32(0.0)
     for d in range(dim):
         scratch[d] = user_reg * user_table[user, d]
+        sq += own * user_table[user, d] * user_table[user, d]
     for k in range(first_column, items.shape[1]):
         item = items[b, k]
         si = item_slot[item]
@@ -369,14 +365,16 @@ def _add_row(b, first_column, user_reg, scale, reg, user_table, item_table, user
         for d in range(dim):
             scratch[d] += c * item_table[item, d]
             item_grad[si, d] += c * user_table[user, d] + reg * item_table[item, d]
+            sq += item_table[item, d] * item_table[item, d]
     su = user_slot[user]
     for d in range(dim):
         user_grad[su, d] += scratch[d]
+    return float(sq)
 
 
 @njit(fastmath=_FAST_MATH)
 def _add_terms(first, last, first_column, size, st, user_table, item_table, phi_user_table, phi_item_table, users,
-               items, d_scores, d_phi, slots):
+               items, d_scores, d_phi, parts, slots):
     """Add rows first..last-1's terms of the batch loss (score columns first_column.., the L2 terms) to the
     gradients of their rows; every gradient comes from the tables as they were at the start of the batch.
     With first_column = 1 (T-CE, before its drop) the observed item and the user's L2 term wait."""
@@ -394,16 +392,18 @@ def _add_terms(first, last, first_column, size, st, user_table, item_table, phi_
     own = np.float32(1.0 if first_column == 0 else 0.0)  # the user's L2 term, once per occurrence
     scratch = np.empty(max(user_table.shape[1], phi_user_table.shape[1]), np.float32)
     for b in range(first, last):
-        _add_row(b, first_column, own * reg, scale, reg, user_table, item_table, users, items, d_scores, grad_users,
-                 grad_items, user_slot, item_slot, scratch)
+        sq = _add_row(b, first_column, own, scale, reg, user_table, item_table, users, items, d_scores, grad_users,
+                      grad_items, user_slot, item_slot, scratch)
+        parts[b, 2] = st.l2 * sq
     if nbpo:
         for b in range(first, last):
-            _add_row(b, first_column, own * phi_reg, scale, phi_reg, phi_user_table, phi_item_table, users, items,
-                     d_phi, grad_phi_users, grad_phi_items, user_slot, item_slot, scratch)
+            sq = _add_row(b, first_column, own, scale, phi_reg, phi_user_table, phi_item_table, users, items, d_phi,
+                          grad_phi_users, grad_phi_items, user_slot, item_slot, scratch)
+            parts[b, 2] += st.phi_l2 * sq
 
 
 @njit(fastmath=_FAST_MATH)
-def _add_observed(size, st, user_table, item_table, users, items, d_scores, slots):
+def _add_observed(size, st, user_table, item_table, users, items, d_scores, parts, slots):
     """T-CE, after its drop: add every row's observed-item term (0 for dropped rows: only the item's L2 term
     remains) and the user's L2 term."""
     scale = 1.0 / size
@@ -411,8 +411,9 @@ def _add_observed(size, st, user_table, item_table, users, items, d_scores, slot
     observed = items[:, :1]
     scratch = np.empty(user_table.shape[1], np.float32)
     for b in range(size):
-        _add_row(b, 0, reg, scale, reg, user_table, item_table, users, observed, d_scores, slots.grad_users,
-                 slots.grad_items, slots.user_slot, slots.item_slot, scratch)
+        parts[b, 2] += st.l2 * _add_row(b, 0, np.float32(1.0), scale, reg, user_table, item_table, users, observed,
+                                        d_scores, slots.grad_users, slots.grad_items, slots.user_slot,
+                                        slots.item_slot, scratch)
 
 
 @njit(fastmath=_FAST_MATH)
@@ -466,7 +467,7 @@ def _train_batch(t, batch, key, drop_rate, st, tables, states, indptr, indices, 
             if dropped[b]:
                 parts[b, 0] = 0.0
                 d_scores[b, 0] = 0.0
-        _add_observed(size, st, user_table, item_table, users, items, d_scores, slots)
+        _add_observed(size, st, user_table, item_table, users, items, d_scores, parts, slots)
     total = 0.0
     for b in range(size):
         total += parts[b, 0] + parts[b, 1] + parts[b, 2]

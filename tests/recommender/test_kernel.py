@@ -77,13 +77,14 @@ def _train(seed=0, n_users=30, n_items=40, density=0.2):
 
 
 def _one_batch(config, train):
-    """The model after one kernel step on one batch holding every training row, and that batch (users, items)."""
+    """The model after one kernel step on one batch holding every training row, that batch (users, items)
+    and its loss."""
     model = fuse(new_model(config, *train.shape), optimizer=config.optimizer, lr=config.lr, device=torch.device("cpu"))
     engine = KernelEngine(model, config, train)
     assert engine.n_batches == 1
-    engine.run_epoch(1, np.random.default_rng(5), step=0)
+    loss = engine.run_epoch(1, np.random.default_rng(5), step=0)
     rows = train.nnz
-    return model, engine.workspace.users[0, :rows].copy(), engine.workspace.items[0, :rows].copy()
+    return model, engine.workspace.users[0, :rows].copy(), engine.workspace.items[0, :rows].copy(), loss
 
 
 @pytest.mark.parametrize("optimizer", CPU_OPTIMIZERS)
@@ -94,9 +95,11 @@ def test_a_kernel_step_is_the_fbgemm_step_on_the_same_batch(loss, optimizer):
                          lr=0.1, l2=0.01, flip_l2=0.05, flip_prior=0.2, tce_warmup_steps=0, tce_max_drop=0.3,
                          init_std=0.3, epochs=1, eval_every=0, engine="kernel")
     start = fuse(new_model(config, *train.shape), optimizer=optimizer, lr=config.lr, device=torch.device("cpu"))
-    stepped, users, items = _one_batch(config, train)
+    stepped, users, items, kernel_loss = _one_batch(config, train)
     output = start(torch.from_numpy(users), torch.from_numpy(items))
-    objective_loss(output, config.objective(), step=0).backward()  # FBGEMM's fused update in the backward
+    loss = objective_loss(output, config.objective(), step=0)
+    loss.backward()  # FBGEMM's fused update in the backward
+    assert kernel_loss == pytest.approx(loss.item(), rel=1e-5)
     got, expected = stepped.state_dict(), start.state_dict()
     moved = 0.0
     for key, value in expected.items():
@@ -113,7 +116,7 @@ def test_a_kernel_step_is_the_fbgemm_step_on_the_same_batch(loss, optimizer):
 def test_uniform_epoch_visits_every_interaction_once_with_unobserved_negatives():
     train = _train(density=0.6)  # dense rows: many draws would hit positives without the exact draw
     config = TrainConfig(dim=4, batch_size=train.nnz, n_negatives=3, epochs=1, eval_every=0, engine="kernel")
-    _, users, items = _one_batch(config, train)
+    _, users, items, _ = _one_batch(config, train)
     assert sorted(zip(users, items[:, 0])) == sorted(zip(*train.nonzero()))
     dense = train.toarray() > 0
     assert not dense[users[:, None], items[:, 1:]].any()
