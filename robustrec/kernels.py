@@ -26,56 +26,19 @@ a loaded machine.
 
 from __future__ import annotations
 
-import hashlib
 import math
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit as _njit
 from numba import prange
-from numba.core import caching
 from numba.extending import register_jitable
 
 from robustrec import objectives, optim
+from robustrec.jit import cached_njit as njit
+from robustrec.jit import register_sources
 from robustrec.optim import CPU_OPTIMIZERS
 
-# ---- compiled once per source version: numba's on-disk cache ------------------------------------------------
-# Compiling the kernels takes 10-20 s, loading them from numba's cache well under one. numba keys its cache on
-# the content of the file a function is defined in; these kernels also compile in code and constants of the
-# modules below, so the key covers them too (else an edit of objectives.py would reuse stale machine code).
-_COMPILED_SOURCES = (Path(__file__), Path(objectives.__file__), Path(optim.__file__))
-
-
-class _KernelSourcesStamp:
-    """Cache locator mixin: only for this module's functions, stamped with the hash of _COMPILED_SOURCES."""
-
-    def get_source_stamp(self):
-        return hashlib.sha256(b"".join(path.read_bytes() for path in _COMPILED_SOURCES)).hexdigest()
-
-    @classmethod
-    def from_function(cls, py_func, py_file):
-        if Path(py_file).resolve() != Path(__file__).resolve():
-            return None
-        return super().from_function(py_func, py_file)
-
-
-class _InTreeKernelLocator(_KernelSourcesStamp, caching.InTreeCacheLocator):
-    """__pycache__ beside this file (numba's default place)."""
-
-
-class _UserWideKernelLocator(_KernelSourcesStamp, caching.UserWideCacheLocator):
-    """The user's cache directory, where the package directory is read-only."""
-
-
-if _InTreeKernelLocator not in caching.CacheImpl._locator_classes:  # noqa: SLF001 (numba's locator registry)
-    caching.CacheImpl._locator_classes[:0] = [_InTreeKernelLocator, _UserWideKernelLocator]  # noqa: SLF001
-
-
-def njit(*args, **options):
-    """numba.njit with the on-disk cache on."""
-    return _njit(*args, cache=True, **options)
-
+register_sources(__file__, objectives.__file__, optim.__file__)  # code and constants compiled into the kernel
 
 for _function in objectives.KERNEL_FUNCTIONS:  # the objectives' scalar math, compiled into the kernel
     register_jitable(_function)

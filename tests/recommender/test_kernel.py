@@ -281,3 +281,21 @@ def test_a_non_finite_loss_stops_before_the_update(small_split):
         KernelEngine(model, config, small_split.train.matrix).run_epoch(1, np.random.default_rng(0), step=0)
     weights = model.user_tables.local_weight("preference")
     assert torch.isfinite(weights).all() and weights.abs().max() > 1e20
+
+
+def test_the_compiled_code_cache_is_keyed_on_every_compiled_in_source(tmp_path):
+    """An edit of a module whose code a kernel compiles in (e.g. objectives.py) must invalidate numba's cache."""
+    from robustrec import jit
+
+    main, dependency, other = tmp_path / "kernel_module.py", tmp_path / "dependency.py", tmp_path / "other.py"
+    main.write_text("def f():\n    return 1\n")
+    dependency.write_text("X = 1\n")
+    other.write_text("def g():\n    return 1\n")
+    jit.register_sources(str(main), str(dependency))
+    namespace = {}
+    exec(compile(main.read_text(), str(main), "exec"), namespace)
+    locator = jit._InTreeLocator.from_function(namespace["f"], str(main))
+    before = locator.get_source_stamp()
+    dependency.write_text("X = 2\n")
+    assert locator.get_source_stamp() != before
+    assert jit._InTreeLocator.from_function(namespace["f"], str(other)) is None  # numba's own locators apply
