@@ -22,6 +22,7 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
+from robustrec.jit import numba_threads
 from robustrec.models.mf import PREFERENCE, MatrixFactorization
 from robustrec.models.tables import table_name
 from robustrec.objectives import FLIP, LOSS_CODES, flip_logit, tce_drop_rate
@@ -134,22 +135,26 @@ class KernelEngine:
         self.workspace.user_slot.fill(-1)  # the kernel leaves them so; reset in case a call was interrupted
         self.workspace.item_slot.fill(-1)
         bar = tqdm(total=n, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
-        import numba
-
-        previous_threads = numba.get_num_threads()
-        numba.set_num_threads(self.n_threads)
         try:
-            for first in range(0, n, chunk):
-                part = slice(first, min(first + chunk, n))
-                kernels.train_batches(self.tables, self.states, self.indptr, self.indices, self.row_users,
-                                      self.active_users, settings, self.workspace, key, first, drop_rates[part],
-                                      losses[part])
-                bad = np.flatnonzero(~np.isfinite(losses[part]))
-                if bad.size:
-                    raise FloatingPointError(f"loss became {losses[first + bad[0]]} at epoch {epoch}, step "
-                                             f"{step + first + bad[0]}; lower --lr or raise --l2")
-                bar.update(part.stop - first)
+            with numba_threads(self.n_threads):
+                for first in range(0, n, chunk):
+                    part = slice(first, min(first + chunk, n))
+                    kernels.train_batches(self.tables, self.states, self.indptr, self.indices, self.row_users,
+                                          self.active_users, settings, self.workspace, key, first, drop_rates[part],
+                                          losses[part])
+                    bad = np.flatnonzero(~np.isfinite(losses[part]))
+                    if bad.size:
+                        raise FloatingPointError(f"loss became {losses[first + bad[0]]} at epoch {epoch}, step "
+                                                 f"{step + first + bad[0]}; lower --lr or raise --l2")
+                    bar.update(part.stop - first)
         finally:
-            numba.set_num_threads(previous_threads)
             bar.close()
         return float(losses.sum())
+
+    def sample_epoch(self, epoch: int, rng: np.random.Generator) -> None:
+        """Only draw epoch ``epoch``'s rows (negatives; PLD's candidate scoring), on one thread, without training:
+        the sampling part of an epoch, for profiles."""
+        key = np.uint64(rng.integers(0, 2**64, dtype=np.uint64))
+        settings = self.settings._replace(pld=self.config.sampler == "pld" and epoch > self.config.pld_warmup_epochs)
+        self.kernels.draw_batches(self.tables, self.indptr, self.indices, self.row_users, self.active_users, settings,
+                                  self.workspace, key, self.n_batches)

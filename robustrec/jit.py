@@ -9,12 +9,14 @@ keys the cache of a module's functions on all the files the module registers.
 from __future__ import annotations
 
 import hashlib
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
 from numba import njit
 from numba.core import caching
 
+CACHE_ENV = "ROBUSTREC_JIT_CACHE"  # optional directory for the compiled kernels (default: __pycache__)
 _SOURCES: dict[Path, tuple[Path, ...]] = {}  # module file -> the files its kernels compile in (itself first)
 
 
@@ -42,6 +44,20 @@ class _SourcesStamp:
         return super().from_function(py_func, py_file)
 
 
+class _EnvironmentLocator(_SourcesStamp, caching.UserProvidedCacheLocator):
+    """The directory in $ROBUSTREC_JIT_CACHE when set (e.g. a fresh one, to time a cold compile)."""
+
+    def __init__(self, py_func, py_file):
+        super().__init__(py_func, py_file)
+        self._cache_path = str(Path(os.environ[CACHE_ENV]) / self.get_suitable_cache_subpath(py_file))
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if not os.environ.get(CACHE_ENV):
+            return None
+        return super().from_function(py_func, py_file)
+
+
 class _InTreeLocator(_SourcesStamp, caching.InTreeCacheLocator):
     """__pycache__ beside the module (numba's default place)."""
 
@@ -51,7 +67,7 @@ class _UserWideLocator(_SourcesStamp, caching.UserWideCacheLocator):
 
 
 if _InTreeLocator not in caching.CacheImpl._locator_classes:  # noqa: SLF001 (numba's locator registry)
-    caching.CacheImpl._locator_classes[:0] = [_InTreeLocator, _UserWideLocator]  # noqa: SLF001
+    caching.CacheImpl._locator_classes[:0] = [_EnvironmentLocator, _InTreeLocator, _UserWideLocator]  # noqa: SLF001
 
 
 @contextmanager

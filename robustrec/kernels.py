@@ -232,12 +232,11 @@ def _pld_row(user_table, item_table, indptr, indices, active_users, n_items, n_c
 
 
 @njit(fastmath=_FAST_MATH)
-def _rows(first, last, start, key, size, st, user_table, item_table, phi_user_table, phi_item_table, indptr,
-          indices, row_users, active_users, users, items, scores, phi_scores, d_scores, d_phi, parts, pool, slots):
-    """Draw, score and differentiate batch rows first..last-1 (epoch rows start + b), and add their terms to
-    the gradients of the batch's distinct rows. One stage at a time over the rows: the stages' random reads
-    (interactions, the users' items, table rows) are independent across rows, so the CPU overlaps their
-    cache misses. T-CE's observed-item terms wait for its drop (:func:`_add_observed`)."""
+def _draw_rows(first, last, start, key, st, user_table, item_table, indptr, indices, row_users, active_users, users,
+               items, pool):
+    """Draw batch rows first..last-1 (epoch rows start + b): users[b], items[b] (observed item first). PLD's
+    draw scores its candidate pool here. One stage at a time over the rows: the stages' random reads
+    (interactions, the users' items, table rows) are independent across rows, so the CPU overlaps their misses."""
     n_cols = items.shape[1]
     first_free = 2 if st.pld else 1
     if st.pld:
@@ -257,6 +256,16 @@ def _rows(first, last, start, key, size, st, user_table, item_table, phi_user_ta
     for b in range(first, last):
         for k in range(first_free, n_cols):
             items[b, k] = unobserved_item(indptr, indices, st.n_items, users[b], uniform(key, start + b, k))
+
+
+@njit(fastmath=_FAST_MATH)
+def _rows(first, last, start, key, size, st, user_table, item_table, phi_user_table, phi_item_table, indptr,
+          indices, row_users, active_users, users, items, scores, phi_scores, d_scores, d_phi, parts, pool, slots):
+    """Draw, score and differentiate batch rows first..last-1 (epoch rows start + b), and add their terms to
+    the gradients of the batch's distinct rows. T-CE's observed-item terms wait for its drop (:func:`_add_observed`)."""
+    _draw_rows(first, last, start, key, st, user_table, item_table, indptr, indices, row_users, active_users, users,
+               items, pool)
+    n_cols = items.shape[1]
     nbpo = st.loss == _NBPO
     for b in range(first, last):
         user = users[b]
@@ -487,3 +496,19 @@ def train_batches(tables, states, indptr, indices, row_users, active_users, st, 
             losses[i] = loss
             if not np.isfinite(loss):
                 stop[0] = 1
+
+
+@njit
+def draw_batches(tables, indptr, indices, row_users, active_users, st, w, key, n_batches):
+    """Only the sampling of n_batches mini-batches (with PLD: its candidate scoring), on one thread and without
+    training: the part of an epoch spent drawing rows, for profiles (benchmarks/train_speed.py)."""
+    users, items, pool = w.users[0], w.items[0], w.pool[0]
+    checksum = 0
+    for batch in range(n_batches):
+        start = batch * st.batch_size
+        size = min(st.batch_size, st.epoch_rows - start)
+        for first in range(0, size, _CHUNK):
+            _draw_rows(first, min(size, first + _CHUNK), start, key, st, tables[0], tables[1], indptr, indices,
+                       row_users, active_users, users, items, pool)
+        checksum += items[size - 1, 0]
+    return checksum

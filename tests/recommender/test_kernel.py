@@ -299,3 +299,23 @@ def test_the_compiled_code_cache_is_keyed_on_every_compiled_in_source(tmp_path):
     dependency.write_text("X = 2\n")
     assert locator.get_source_stamp() != before
     assert jit._InTreeLocator.from_function(namespace["f"], str(other)) is None  # numba's own locators apply
+
+
+@pytest.mark.parametrize("sampler", ["uniform", "pld"])
+def test_the_sampling_profile_draws_the_rows_training_draws(small_split, sampler):
+    """KernelEngine.sample_epoch (the profile's sampling part) draws exactly the rows training draws."""
+    train = small_split.train.matrix
+    config = TrainConfig(sampler=sampler, pld_warmup_epochs=0, dim=8, batch_size=train.nnz, eval_every=0,
+                         deterministic=True)
+    drawn = []
+    for train_too in (False, True):  # one batch: drawn from the untrained tables both times
+        model = fuse(new_model(config, small_split.n_users, small_split.n_items), optimizer=config.optimizer,
+                     lr=config.lr, device=torch.device("cpu"))
+        engine = KernelEngine(model, config, train)
+        if train_too:
+            engine.run_epoch(1, np.random.default_rng(4), step=0)
+        else:
+            engine.sample_epoch(1, np.random.default_rng(4))
+        drawn.append((engine.workspace.users[0, : train.nnz].copy(), engine.workspace.items[0, : train.nnz].copy()))
+    np.testing.assert_array_equal(drawn[0][0], drawn[1][0])
+    np.testing.assert_array_equal(drawn[0][1], drawn[1][1])
