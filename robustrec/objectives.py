@@ -168,8 +168,9 @@ def pointwise_row(s, g, ds, dg, b, flip_logit, rce_beta):
 def nbpo_row(s, g, ds, dg, b, flip_logit, rce_beta):
     """NBPO: −log R(1−φ) for the observed item, −log((1−R) + Rφ) for each sampled one (R = σ(s), φ = σ(g)).
 
-    With Z = e^{−s} + e^{g} + e^{g−s}: the sampled term is softplus(−s) + softplus(g) − log Z,
-    its derivatives σ(−s)/Z and −σ(g)/Z (the posterior pull toward a hidden positive).
+    With A = e^{−s}, G = e^{g} and Z = A + G + AG = (1 + A)(1 + G) − 1: the sampled term is
+    softplus(−s) + softplus(g) − log Z = log(1 + 1/Z), its derivatives σ(−s)/Z and −σ(g)/Z (the posterior
+    pull toward a hidden positive). Scores beyond ±30 take the overflow-safe log-sum-exp form.
     """
     s0, g0 = float(s[b, 0]), float(g[b, 0]) + flip_logit
     ds[b, 0] = -sigmoid_scalar(-s0)
@@ -177,12 +178,19 @@ def nbpo_row(s, g, ds, dg, b, flip_logit, rce_beta):
     sampled = 0.0
     for k in range(1, s.shape[1]):
         sk, gk = float(s[b, k]), float(g[b, k]) + flip_logit
-        top = max(-sk, max(gk, gk - sk))
-        log_z = top + math.log(math.exp(-sk - top) + math.exp(gk - top) + math.exp(gk - sk - top))
-        sampled += softplus_scalar(-sk) + softplus_scalar(gk) - log_z
-        inv_z = math.exp(-log_z)
-        ds[b, k] = sigmoid_scalar(-sk) * inv_z
-        dg[b, k] = -sigmoid_scalar(gk) * inv_z
+        if abs(sk) < 30.0 and abs(gk) < 30.0:
+            a, e_g = math.exp(-sk), math.exp(gk)
+            inv_z = 1.0 / (a + e_g + a * e_g)
+            sampled += math.log1p(inv_z)
+            ds[b, k] = a / (1.0 + a) * inv_z
+            dg[b, k] = -e_g / (1.0 + e_g) * inv_z
+        else:
+            top = max(-sk, max(gk, gk - sk))
+            log_z = top + math.log(math.exp(-sk - top) + math.exp(gk - top) + math.exp(gk - sk - top))
+            sampled += softplus_scalar(-sk) + softplus_scalar(gk) - log_z
+            inv_z = math.exp(-log_z)
+            ds[b, k] = sigmoid_scalar(-sk) * inv_z
+            dg[b, k] = -sigmoid_scalar(gk) * inv_z
     return softplus_scalar(-s0) + softplus_scalar(g0), sampled
 
 
