@@ -27,8 +27,13 @@ def register_sources(module_file: str, *compiled_in: str) -> None:
 
 
 def cached_njit(*args, **options):
-    """``numba.njit`` with the on-disk cache on (for a module that called :func:`register_sources`)."""
-    return njit(*args, cache=True, **options)
+    """``numba.njit`` with the on-disk cache on (for a module that called :func:`register_sources`); without it
+    where this numba has no locator registry to extend (compiled in every process then, never stale)."""
+    return njit(*args, cache=_CACHE_KEYED_ON_SOURCES, **options)
+
+
+_CACHE_KEYED_ON_SOURCES = all(hasattr(caching, name) for name in (
+    "CacheImpl", "InTreeCacheLocator", "UserWideCacheLocator", "UserProvidedCacheLocator"))
 
 
 class _SourcesStamp:
@@ -44,30 +49,30 @@ class _SourcesStamp:
         return super().from_function(py_func, py_file)
 
 
-class _EnvironmentLocator(_SourcesStamp, caching.UserProvidedCacheLocator):
-    """The directory in $ROBUSTREC_JIT_CACHE when set (e.g. a fresh one, to time a cold compile)."""
+if _CACHE_KEYED_ON_SOURCES:  # numba 0.68's locator registry (else: no on-disk cache, see cached_njit)
+    class _EnvironmentLocator(_SourcesStamp, caching.UserProvidedCacheLocator):
+        """The directory in $ROBUSTREC_JIT_CACHE when set (e.g. a fresh one, to time a cold compile)."""
 
-    def __init__(self, py_func, py_file):
-        super().__init__(py_func, py_file)
-        self._cache_path = str(Path(os.environ[CACHE_ENV]) / self.get_suitable_cache_subpath(py_file))
+        def __init__(self, py_func, py_file):
+            super().__init__(py_func, py_file)
+            self._cache_path = str(Path(os.environ[CACHE_ENV]) / self.get_suitable_cache_subpath(py_file))
 
-    @classmethod
-    def from_function(cls, py_func, py_file):
-        if not os.environ.get(CACHE_ENV):
-            return None
-        return super().from_function(py_func, py_file)
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if not os.environ.get(CACHE_ENV) or Path(py_file).resolve() not in _SOURCES:
+                return None
+            locator = cls(py_func, py_file)  # (numba's own from_function wants numba's NUMBA_CACHE_DIR instead)
+            locator.ensure_cache_path()
+            return locator
 
+    class _InTreeLocator(_SourcesStamp, caching.InTreeCacheLocator):
+        """__pycache__ beside the module (numba's default place)."""
 
-class _InTreeLocator(_SourcesStamp, caching.InTreeCacheLocator):
-    """__pycache__ beside the module (numba's default place)."""
+    class _UserWideLocator(_SourcesStamp, caching.UserWideCacheLocator):
+        """The user's cache directory, where the package directory is read-only."""
 
-
-class _UserWideLocator(_SourcesStamp, caching.UserWideCacheLocator):
-    """The user's cache directory, where the package directory is read-only."""
-
-
-if _InTreeLocator not in caching.CacheImpl._locator_classes:  # noqa: SLF001 (numba's locator registry)
-    caching.CacheImpl._locator_classes[:0] = [_EnvironmentLocator, _InTreeLocator, _UserWideLocator]  # noqa: SLF001
+    if _InTreeLocator not in caching.CacheImpl._locator_classes:  # noqa: SLF001 (numba's locator registry)
+        caching.CacheImpl._locator_classes[:0] = [_EnvironmentLocator, _InTreeLocator, _UserWideLocator]  # noqa: SLF001
 
 
 @contextmanager

@@ -1,6 +1,8 @@
 """The fused CPU kernel (robustrec.kernels / robustrec.engines): same gradient and update as autograd through
 objective_loss with FBGEMM's fused optimizer, the samplers' guarantees, determinism and exact resume."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -288,7 +290,7 @@ def test_a_non_finite_loss_stops_before_the_update(small_split):
     assert torch.isfinite(weights).all() and weights.abs().max() > 1e20
 
 
-def test_the_compiled_code_cache_is_keyed_on_every_compiled_in_source(tmp_path):
+def test_the_compiled_code_cache_is_keyed_on_every_compiled_in_source(tmp_path, monkeypatch):
     """An edit of a module whose code a kernel compiles in (e.g. objectives.py) must invalidate numba's cache."""
     from robustrec import jit
 
@@ -304,6 +306,10 @@ def test_the_compiled_code_cache_is_keyed_on_every_compiled_in_source(tmp_path):
     dependency.write_text("X = 2\n")
     assert locator.get_source_stamp() != before
     assert jit._InTreeLocator.from_function(namespace["f"], str(other)) is None  # numba's own locators apply
+    assert jit._EnvironmentLocator.from_function(namespace["f"], str(main)) is None  # $ROBUSTREC_JIT_CACHE unset
+    monkeypatch.setenv(jit.CACHE_ENV, str(tmp_path / "cache"))
+    elsewhere = jit._EnvironmentLocator.from_function(namespace["f"], str(main))
+    assert Path(elsewhere.get_cache_path()).parent == tmp_path / "cache"
 
 
 @pytest.mark.parametrize("sampler", ["uniform", "pld"])
