@@ -379,9 +379,21 @@ def child(args) -> None:
 
 # ---- parent: run the children, print the tables ------------------------------------------------------------------
 
-def run_child(name: str, data: str, args, env=None) -> dict | None:
+def merge_rounds(merged: dict | None, result: dict) -> dict:
+    """One system's results over rounds: lists of per-round values (peak RSS: the largest)."""
+    if merged is None:
+        return {k: (v if isinstance(v, list) or k in ("n_train", "shape") else [v]) for k, v in result.items()}
+    for key, value in result.items():
+        if key == "peak_rss_mb":
+            merged[key] = [max(merged[key][0], value)]
+        elif key not in ("n_train", "shape"):
+            merged[key] += value if isinstance(value, list) else [value]
+    return merged
+
+
+def run_child(name: str, data: str, args, env=None, repeats: int | None = None) -> dict | None:
     cmd = [sys.executable, __file__, "--child", name, "--data", data, "--epochs", str(args.epochs),
-           "--repeats", str(args.repeats), "--threads", str(args.threads), "--batch-size", str(args.batch_size),
+           "--repeats", str(repeats or args.repeats), "--threads", str(args.threads), "--batch-size", str(args.batch_size),
            "--lr", str(args.lr), "--l2", str(args.l2), "--device", args.device,
            "--lightgcn-steps", str(args.lightgcn_steps)]
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})}
@@ -400,8 +412,8 @@ def systems_table(rows: dict, cold: dict | None) -> list[str]:
     for name, r in rows.items():
         sec = median(r["epoch_seconds"])
         ratio = f"{sec / median(base['epoch_seconds']):.2f}" if base else "-"
-        lines.append(f"| {name} | {r['first_epoch']:.3f} | {sec:.3f} | {r['n_train'] / sec / 1e6:.2f} | "
-                     f"{r['eval_seconds']:.3f} | {r['peak_rss_mb']:.0f} | {ratio} |")
+        lines.append(f"| {name} | {median(r['first_epoch']):.3f} | {sec:.3f} | {r['n_train'] / sec / 1e6:.2f} | "
+                     f"{median(r['eval_seconds']):.3f} | {r['peak_rss_mb'][0]:.0f} | {ratio} |")
     if cold:
         lines.append(f"\nrobustrec's first epoch with an empty compiled-code cache (the kernel compiles): "
                      f"{cold['cold_first_epoch']:.1f} s (once per machine and source version; later runs load it).")
@@ -450,7 +462,8 @@ def evaluation_table(r: dict) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_data = [str(p) for p in [REPO.parent / "shared" / "data" / "gowalla"] if p.is_dir()] + [SYNTHETIC]
+    shared = Path(os.environ.get("ROBUSTREC_SHARED_DATA", REPO.parent / "shared" / "data"))
+    default_data = [str(p) for p in [shared / "gowalla"] if p.is_dir()] + [SYNTHETIC]
     parser.add_argument("--data", nargs="+", default=default_data, help=f"split paths and/or {SYNTHETIC}")
     parser.add_argument("--epochs", type=int, default=6, help="epochs per timed fit (>= 5: the first is reported apart)")
     parser.add_argument("--repeats", type=int, default=3)
@@ -480,21 +493,24 @@ def main() -> None:
         report += ["", f"## {name}", ""]
         if "systems" not in args.skip:
             rows = {}
-            for system in SYSTEMS:
-                result = run_child(system, data, args)
-                if result is not None:
-                    rows[system] = result
+            for _ in range(args.repeats):  # rounds: every system once per round, so load changes hit them alike
+                for system in SYSTEMS:
+                    result = run_child(system, data, args, repeats=1)
+                    if result is not None:
+                        rows[system] = merge_rounds(rows.get(system), result)
             cold = None
-            if "cold-compile" not in args.skip and args.device == "cpu":
+            if "cold-compile" not in args.skip and args.device == "cpu" and data == args.data[0]:
                 with tempfile.TemporaryDirectory() as cache:
                     cold = run_child("cold-compile", data, args, env={"ROBUSTREC_JIT_CACHE": cache})
             some = next(iter(rows.values()), None)
             if some:
                 report.append(f"{some['shape'][0]} users x {some['shape'][1]} items, {some['n_train']} training "
-                              f"interactions; medians of {args.repeats} repeats of {args.epochs} epochs.")
+                              f"interactions; medians of {args.repeats} interleaved rounds (each system once per "
+                              f"round, in its own process) of {args.epochs} epochs.")
                 report += [""] + systems_table(rows, cold)
-                report += ["", "Recall@20 / NDCG@20 after the timed epochs (a sanity check, not tuned): " + ", ".join(
-                    f"{k} {v.get('recall@20', v.get('ndcg@20')):.4f}" for k, v in rows.items())]
+                report += ["", "Recall@20 (implicit: its NDCG@20) after the timed epochs, a sanity check (not tuned): "
+                           + ", ".join(f"{k} {median(v.get('recall@20', v.get('ndcg@20'))):.4f}"
+                                       for k, v in rows.items())]
         for section, title, render in (
             ("objectives", "Every objective and sampler (robustrec kernel), steady-state epoch time", objectives_table),
             ("profile", "Where an epoch goes, before (autograd engine) and after (kernel)", profile_table),
