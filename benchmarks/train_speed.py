@@ -223,15 +223,15 @@ def run_profile(split, args) -> dict:
     train = split.train.matrix
     torch.set_num_threads(1)
     out = {}
+    device = torch.device(args.device)
     for sampler_name in ("uniform", "pld"):
         settings = dict(sampler=sampler_name, pld_warmup_epochs=0, deterministic=True)
-        for engine in ("autograd", "kernel"):
+        for engine in ("autograd", "kernel") if device.type == "cpu" else ("autograd",):
             totals, sampling = [], []
             for repeat in range(args.repeats):
                 config = train_config(args, engine=engine, epochs=2, seed=repeat, **settings)
                 totals.append(epoch_times(fit(config, train, progress=False).history)[1])
-                model = fuse(new_model(config, *train.shape), optimizer=config.optimizer, lr=config.lr,
-                             device=torch.device("cpu"))
+                model = fuse(new_model(config, *train.shape), optimizer=config.optimizer, lr=config.lr, device=device)
                 rng = np.random.default_rng(repeat)
                 tic = time.perf_counter()
                 if engine == "kernel":
@@ -240,7 +240,7 @@ def run_profile(split, args) -> dict:
                     sampler = build_sampler(sampler_name, train, pld_warmup_epochs=0)
 
                     def score_fn(users, items):
-                        return model.score(torch.from_numpy(users), torch.from_numpy(items)).numpy()
+                        return model.score(torch.from_numpy(users).to(device), torch.from_numpy(items).to(device)).cpu().numpy()
 
                     for _ in sampler.epoch(config.batch_size, rng, epoch=2, score_fn=score_fn):
                         pass
@@ -331,23 +331,32 @@ def run_evaluation(split, args) -> dict:
     items = torch.from_numpy((rng.standard_normal((n_items, DIM)) * 0.1).astype(np.float32)).to(args.device)
     seconds, _ = timed_eval(users, items, split, args.repeats)
     evaluated = int((np.diff(test.indptr) > 0).sum())
-    buffer = np.ones(64 << 20, np.float32)  # 256 MB, touched: copy bandwidth, read + write
-    target = np.empty_like(buffer)
-    copies = []
-    for _ in range(3):
-        tic = time.perf_counter()
-        np.copyto(target, buffer)
-        copies.append(time.perf_counter() - tic)
-    bandwidth = 2 * buffer.nbytes / median(copies)
-    u_block = rng.standard_normal((256, DIM)).astype(np.float32)
-    items_t = np.ascontiguousarray(items.cpu().numpy().T)
-    out = np.empty((256, n_items), np.float32)
-    gemm = []
-    for _ in range(3):
-        tic = time.perf_counter()
-        np.matmul(u_block, items_t, out=out)
-        gemm.append(time.perf_counter() - tic)
-    gemm_rate = 2 * 256 * DIM * n_items / median(gemm)
+    device = torch.device(args.device)
+
+    def median_of_three(fn) -> float:
+        times = []
+        for _ in range(3):
+            tic = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - tic)
+        return median(times)
+
+    if device.type == "cpu":  # the evaluation's own tools: numpy's copy and numpy's BLAS
+        buffer = np.ones(64 << 20, np.float32)  # 256 MB, touched: copy bandwidth, read + write
+        target = np.empty_like(buffer)
+        bandwidth = 2 * buffer.nbytes / median_of_three(lambda: np.copyto(target, buffer))
+        u_block = rng.standard_normal((256, DIM)).astype(np.float32)
+        items_t = np.ascontiguousarray(items.cpu().numpy().T)
+        out = np.empty((256, n_items), np.float32)
+        gemm_rate = 2 * 256 * DIM * n_items / median_of_three(lambda: np.matmul(u_block, items_t, out=out))
+    else:  # the device's memory and matrix products
+        buffer = torch.ones(64 << 20, device=device)
+        target = torch.empty_like(buffer)
+        bandwidth = 2 * buffer.numel() * 4 / median_of_three(lambda: target.copy_(buffer))
+        u_block = torch.randn(1024, DIM, device=device)
+        gemm_rate = 2 * 1024 * DIM * n_items / median_of_three(lambda: u_block @ items.T)
     inputs = 4 * DIM * (n_users + n_items) + 12 * (train.nnz + test.nnz) + 8 * (n_users + 1) * 2
     scores = 4 * evaluated * n_items  # written by the product, read by the top-k pass
     return {"seconds": seconds, "evaluated_users": evaluated, "input_bytes": inputs, "score_bytes": 2 * scores,
