@@ -11,6 +11,7 @@ import math
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 
+from robustrec.engines import ENGINES, resolve_engine
 from robustrec.evaluate import DEFAULT_KS, METRICS
 from robustrec.models import MODELS
 from robustrec.objectives import LOSSES
@@ -87,6 +88,14 @@ class TrainConfig:
     patience: int = field(default=3, metadata={"help": "validations without improvement before stopping"})
     ks: tuple[int, ...] = field(default=DEFAULT_KS, metadata={"help": "cut-offs of the ranking metrics"})
     device: str = field(default="cpu", metadata={"help": "torch device"})
+    engine: str = field(default="auto", metadata={"help": "training engine: 'kernel' the fused CPU kernel (MF on "
+                                                          "CPU), 'autograd' the torchrec/FBGEMM step per batch, "
+                                                          "'auto' the kernel where it applies",
+                                                  "choices": ENGINES})
+    deterministic: bool = field(default=False, metadata={"help": "kernel engine: one thread, bit-identical reruns "
+                                                                 "(default: every thread, each training whole "
+                                                                 "mini-batches that update the tables without "
+                                                                 "locks, so reruns differ slightly)"})
 
     def __post_init__(self) -> None:
         from robustrec.optim import check_optimizer
@@ -133,6 +142,7 @@ class TrainConfig:
         if self.pld_temperature <= 0 or self.pld_warmup_epochs < 0 or self.n_layers < 0:
             raise ValueError("need pld_temperature > 0, pld_warmup_epochs >= 0 and n_layers >= 0")
         check_optimizer(self.optimizer, check_device(self.device))
+        resolve_engine(self)  # validates the engine for this model and device
 
     def warn_schedule(self) -> None:
         """Warn about settings that make part of the configuration a no-op over ``epochs`` (called before training,

@@ -120,6 +120,8 @@ def fit_sharded(config, train, validation=None, *, run_dir=None, resume: bool = 
         log.warning("sharded training trains a fixed number of epochs; the validation part is not used")
     if config.sampler != "uniform":
         raise NotImplementedError(f"sharded training supports the uniform sampler only, not {config.sampler!r}")
+    if config.engine == "kernel":  # 'auto' means the autograd engine here: the sharded tables are FBGEMM's
+        raise ValueError("engine 'kernel' trains unsharded tables; sharded training uses engine 'autograd'")
     train = sp.csr_matrix(train)
     device = torch.device(config.device)
     rank, world = dist.get_rank(), dist.get_world_size()
