@@ -201,7 +201,7 @@ def _corrupt_json(run: Path) -> Path:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_fault(case: Case, tmp_path, finished_run, capsys):
+def test_fault(case: Case, tmp_path, finished_run, capsys, fault_record):
     argv = case.setup(tmp_path, finished_run)
     before = json.loads((tmp_path / "run" / "metrics.json").read_text()) if (tmp_path / "run").exists() else None
     code, lines = run_cli(argv, capsys)
@@ -214,6 +214,7 @@ def test_fault(case: Case, tmp_path, finished_run, capsys):
         assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == before
     if case.after is not None:
         case.after(tmp_path)
+    fault_record("robustrec", case.id, argv, code, lines[0])
 
 
 def test_debug_shows_the_traceback(tmp_path):

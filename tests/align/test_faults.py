@@ -120,7 +120,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_fault(case, tmp_path, tiny_llama, pairs_file, finished, capsys):
+def test_fault(case, tmp_path, tiny_llama, pairs_file, finished, capsys, fault_record):
     fixtures = {"model": tiny_llama, "pairs": pairs_file, "finished": finished}
     argv = case.argv(tmp_path, fixtures)
     before = (tmp_path / "run" / "run.json").read_bytes() if (tmp_path / "run" / "run.json").is_file() else None
@@ -138,6 +138,7 @@ def test_fault(case, tmp_path, tiny_llama, pairs_file, finished, capsys):
     assert not [p for p in tmp_path.rglob("*") if ".staging" in p.name], "a staging folder was left behind"
     if before is not None:
         assert (tmp_path / "run" / "run.json").read_bytes() == before, "the finished run was changed"
+    fault_record("alignment", case.id, argv, code, lines[0])
 
 
 def test_a_run_directory_in_use_is_refused_at_once(tmp_path, tiny_llama, pairs_file, capsys):

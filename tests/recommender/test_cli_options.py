@@ -27,7 +27,7 @@ def _config(run) -> dict:
 def first_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("config") / "run"
     assert main(["-q", "train", *TINY, "--seed", "3", "--lr", "0.1", "--validation-fraction", "0.1",
-                 "--eval-every", "1", "--loss", "bce", "--ks", "5", "20", "--out", str(out)]) == 0
+                 "--eval-every", "1", "--loss", "bce", "--ks", "5", "20", "--deterministic", "--out", str(out)]) == 0
     return out
 
 
