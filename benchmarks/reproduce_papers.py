@@ -320,8 +320,8 @@ TUNED_DATA = {
     "deca": dict(path="ml-100k-deca", format="deca", validation_fraction=0.0),  # its own clean validation part
     "gowalla": dict(path="gowalla", format="lightgcn", validation_fraction=0.1),  # carved from train
 }
-TUNED_METHODS = ("mf/bpr/uniform", "mf/bce/uniform", "mf/bpo/uniform", "mf/nbpo/uniform", "mf/tce/uniform", "mf/rce/uniform",
-                 "mf/bpr/pld")
+TUNED_METHODS = ("mf/bpr/uniform", "mf/bce/uniform", "mf/bpo/uniform", "mf/nbpo/uniform", "mf/tce/uniform",
+                 "mf/rce/uniform", "mf/bpr/pld")
 
 
 def tuned(args) -> None:

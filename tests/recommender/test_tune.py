@@ -16,7 +16,11 @@ from robustrec.data import DataSpec, prepare_data
 from robustrec.tune import TuneSettings, method_space, run_trial, tune
 
 #: A trial budget small enough for a test: a few epochs of a tiny model on a tiny log.
-TINY = dict(dim=8, epochs=2, eval_every=1, patience=2, batch_size=1024, lr=0.05)
+TINY = dict(dim=8, epochs=2, eval_every=1, patience=2, batch_size=1024, lr=0.05, deterministic=True)  # exact reruns
+
+
+def _flags(settings: dict) -> list[str]:
+    return [f"--{k.replace('_', '-')}" if v is True else f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
 
 
 def _write_nbpo_json(folder: Path, split: data.Split, test_items: list[list[int]] | None = None) -> Path:
@@ -112,7 +116,7 @@ def test_tune_command_writes_a_study_whose_best_config_trains(tmp_path, capsys):
     out = tmp_path / "study"
     args = ["-q", "tune", "--loss", "bpr", "--synthetic-users", "200", "--synthetic-items", "150", "--trials", "3",
             "--startup-trials", "2", "--params", "lr", "l2", "--out", str(out)]
-    args += [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    args += _flags(TINY)
     assert main(args) == 0
     printed = capsys.readouterr().out
     summary = json.loads((out / "tune.json").read_text())
@@ -143,7 +147,7 @@ def test_compare_tune_reports_the_selected_settings(tmp_path, capsys):
     out = tmp_path / "compare"
     args = ["-q", "compare", "--losses", "bpr", "rce", "--synthetic-users", "200", "--synthetic-items", "150",
             "--validation-fraction", "0.15", "--tune", "--trials", "2", "--startup-trials", "1", "--out", str(out)]
-    args += [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    args += _flags(TINY)
     assert main(args) == 0
     summary = pd.read_csv(out / "summary.csv")
     for method, loss in (("mf/bpr/uniform", "bpr"), ("mf/rce/uniform", "rce")):
