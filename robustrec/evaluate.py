@@ -81,38 +81,62 @@ def per_user_metrics(
         )
     ks = sorted(set(int(k) for k in ks))
     max_k = min(ks[-1], train.shape[1])
-    n_test = np.diff(test.indptr)
-    users = np.flatnonzero(n_test > 0)
-    device = user_factors.device
-    discounts = 1.0 / torch.log2(torch.arange(2, max_k + 2, device=device, dtype=torch.float64))
-    ideal = torch.cumsum(discounts, 0)  # ideal[m-1] = IDCG with m relevant items
+    users = np.flatnonzero(np.diff(test.indptr) > 0)
     columns: dict[str, list[np.ndarray]] = {metric_key(m, k): [] for k in ks for m in METRICS}
     with torch.no_grad():
         for start in range(0, users.size, batch_size):
             batch = users[start : start + batch_size]
             ids, _ = top_k_items(user_factors, item_factors, batch, max_k, exclude=train)
-            relevant = torch.zeros(len(batch), train.shape[1], dtype=torch.bool, device=device)
-            relevant[_row_entries(test, batch, device)] = True
-            hits = torch.gather(relevant, 1, ids).double()  # (b, max_k)
-            n_rel = torch.from_numpy(n_test[batch]).to(device).double()
-            first_hit = torch.where(hits.any(1), hits.argmax(1).double() + 1, torch.inf)
-            for k in ks:
-                h = hits[:, :k]
-                n_hits = h.sum(1)
-                dcg = (h * discounts[:k]).sum(1)
-                idcg = ideal[torch.clamp(n_rel, max=k).long() - 1]
-                values = {
-                    "recall": n_hits / n_rel,
-                    "ndcg": dcg / idcg,
-                    "precision": n_hits / k,
-                    "hit": (n_hits > 0).double(),
-                    "mrr": torch.where(first_hit <= k, 1.0 / first_hit, 0.0),
-                }
-                for m in METRICS:
-                    columns[metric_key(m, k)].append(values[m].cpu().numpy())
+            for key, values in top_k_metrics(ids, batch, test, ks).items():
+                columns[key].append(values)
+    return metrics_frame(users, columns)
+
+
+def top_k_metrics(ids: torch.Tensor, users: np.ndarray, test: sp.csr_matrix, ks: Sequence[int]) -> dict[str, np.ndarray]:
+    """Every ``metric@k`` of ``users`` (b,) whose ranked items, best first, are ``ids`` (b, max_k) (-1: no item).
+
+    ``test`` (n_users, n_items) CSR holds the relevant items; ``ks`` must not exceed max_k unless max_k is the
+    number of items. NDCG uses binary gains, log2 discounts and the ideal DCG of min(|test_u|, k) hits.
+    """
+    device = ids.device
+    max_k = ids.shape[1]
+    discounts = 1.0 / torch.log2(torch.arange(2, max_k + 2, device=device, dtype=torch.float64))
+    ideal = torch.cumsum(discounts, 0)  # ideal[m-1] = IDCG with m relevant items
+    relevant = torch.zeros(len(users), test.shape[1], dtype=torch.bool, device=device)
+    relevant[_row_entries(test, users, device)] = True
+    hits = (torch.gather(relevant, 1, ids.clamp(min=0)) & (ids >= 0)).double()  # (b, max_k)
+    n_rel = torch.from_numpy(np.diff(test.indptr)[users]).to(device).double()
+    first_hit = torch.where(hits.any(1), hits.argmax(1).double() + 1, torch.inf)
+    out = {}
+    for k in sorted(set(int(k) for k in ks)):
+        h = hits[:, :k]
+        n_hits = h.sum(1)
+        dcg = (h * discounts[:k]).sum(1)
+        idcg = ideal[torch.clamp(n_rel, max=k).long() - 1]
+        values = {
+            "recall": n_hits / n_rel,
+            "ndcg": dcg / idcg,
+            "precision": n_hits / k,
+            "hit": (n_hits > 0).double(),
+            "mrr": torch.where(first_hit <= k, 1.0 / first_hit, 0.0),
+        }
+        for m in METRICS:
+            out[metric_key(m, k)] = values[m].cpu().numpy()
+    return out
+
+
+def metrics_frame(users: np.ndarray, columns: dict[str, list[np.ndarray]]) -> pd.DataFrame:
+    """One row per user of ``users`` (sorted), one column per metric, from per-batch value arrays."""
     frame = pd.DataFrame({key: np.concatenate(parts) if parts else np.array([]) for key, parts in columns.items()})
     frame.insert(0, "user", users)
     return frame
+
+
+def mean_metrics(frame: pd.DataFrame) -> dict[str, float]:
+    """Mean over the users of :func:`per_user_metrics`' frame of every ``metric@k``."""
+    if frame.empty:
+        raise ValueError("the test set has no user with a test item; nothing to evaluate")
+    return {key: float(frame[key].mean()) for key in frame.columns if key != "user"}
 
 
 def ranking_metrics(
@@ -125,7 +149,4 @@ def ranking_metrics(
     batch_size: int = 1024,
 ) -> dict[str, float]:
     """Mean over evaluated users of every ``metric@k`` (see :func:`per_user_metrics`)."""
-    frame = per_user_metrics(user_factors, item_factors, train, test, ks=ks, batch_size=batch_size)
-    if frame.empty:
-        raise ValueError("the test set has no user with a test item; nothing to evaluate")
-    return {key: float(frame[key].mean()) for key in frame.columns if key != "user"}
+    return mean_metrics(per_user_metrics(user_factors, item_factors, train, test, ks=ks, batch_size=batch_size))
