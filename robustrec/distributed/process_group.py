@@ -8,6 +8,13 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+# Imported before any process group exists, on purpose: torch.distributed.optim.zero_redundancy_optimizer binds
+# ``dist.group.WORLD`` as a default argument when first imported, and torchrec imports it lazily while sharding.
+# Imported after init_process_group it would hold the default group past destroy_process_group; the group's gloo
+# threads would then be joined during interpreter shutdown, where releasing their last work's tensors needs the
+# GIL and aborts the process ("terminate called without an active exception", SIGABRT).
+import torch.distributed.optim  # noqa: F401, E402
+
 
 def init_from_env(device: torch.device, *, timeout_s: float = 600.0) -> tuple[int, int]:
     """Join the default process group (NCCL on CUDA, each rank on GPU ``LOCAL_RANK``; gloo on CPU):
@@ -27,3 +34,16 @@ def init_from_env(device: torch.device, *, timeout_s: float = 600.0) -> tuple[in
                                 world_size=world, store=dist.PrefixStore(f"robustrec/attempt-{attempt}/", store))
     return dist.get_rank(), dist.get_world_size()
 
+
+def gloo_threads_alive() -> int:
+    """Threads of gloo process groups still running in this process (Linux; 0 elsewhere): after
+    ``destroy_process_group`` a non-zero count means something still holds a group."""
+    import pathlib
+
+    count = 0
+    for task in pathlib.Path("/proc/self/task").glob("*/comm"):
+        try:
+            count += task.read_text().startswith(("pt_gloo", "gloo_"))
+        except OSError:
+            pass
+    return count
