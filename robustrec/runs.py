@@ -47,8 +47,8 @@ def train_run(
     run finished. ``prepared`` reuses data already built by :func:`~robustrec.data.prepare_data` from ``spec``
     (e.g. by ``compare``). With a known-noise mask, metrics.json also holds :func:`noise_diagnostics` and, with
     ``write_plots``, the clean-vs-noisy training-loss distributions are drawn (``loss_distribution.png``).
-    ``fit_fn`` trains the model (:func:`robustrec.training.fit`, or :func:`robustrec.distributed.fit_sharded`
-    under torchrun).
+    ``fit_fn`` trains the model (:func:`robustrec.training.fit`; sharded runs go through
+    :func:`robustrec.distributed.run.train_run_sharded` instead).
     """
     config.warn_schedule()
     with RunDirectory(run_dir, finished=METRICS_FILE, resumable=CHECKPOINT_FILE, resume=resume,

@@ -6,8 +6,9 @@ so the gradient applied to each table row is that of the global batch's mean los
 gradients of a row before the fused update). Sharded training is therefore single-process training with the
 same configuration, on any number of ranks and any placement (checked against it by
 tests/recommender/test_distributed.py), up to the order of floating-point sums (and T-CE,
-which drops the largest losses of each rank's share instead of the global batch's). Sampling is repeated on
-every rank (cheap numpy); PLD's no-gradient scoring is split across the ranks and all-gathered.
+which drops the largest losses of each rank's share instead of the global batch's; and a last batch with fewer
+rows than ranks, which is skipped). Sampling is repeated on every rank (cheap numpy); PLD's no-gradient scoring
+is split across the ranks and all-gathered.
 """
 
 from __future__ import annotations

@@ -341,6 +341,15 @@ def test_rank_memory_rejects_what_is_not_a_size(text):
         ShardingConfig(sharding="auto", rank_memory=text)
 
 
+def test_the_sharded_flag_of_0_1_still_means_table_wise():
+    from robustrec.cli import build_parser
+
+    with pytest.warns(FutureWarning, match="--sharding table_wise"):
+        args = build_parser().parse_args(["train", "--sharded"])
+    assert args.sharding == "table_wise"
+    assert build_parser().parse_args(["train", "--sharding", "auto", "--rank-memory", "2GiB"]).rank_memory == "2GiB"
+
+
 # ---- the command line under torchrun: quality, a killed rank, --max-restarts with --resume -------------------
 
 CLI_DATA = ["--synthetic-users", "600", "--synthetic-items", "240", "--dim", "16", "--batch-size", "512",
