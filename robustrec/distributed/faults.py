@@ -4,7 +4,7 @@ Two ways a sharded run learns that another rank is gone: its next collective fai
 peer" as soon as the dead process's sockets close; NCCL: the watchdog's error or the collective timeout), or
 torchrun, which watched the other rank die, sends it SIGTERM. Both become a :class:`RankFailure` whose message is
 one line; the CLI prints it and exits with code 2 (torchrun then restarts every rank when given
-``--max-restarts``, and ``--resume`` continues from the last complete checkpoint).
+``--max-restarts``, and the restarted ranks continue from the last complete checkpoint).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterator
 import torch.distributed as dist
 
 
-class RankFailure(RuntimeError):
-    """This rank stopped because another rank (or torchrun) did; the message is one line."""
+class RankFailure(ConnectionError):
+    """This rank stopped because another rank (or torchrun) did; the message is one line. A ConnectionError (an
+    OSError): one of the CLI's expected errors, reported in one line with exit code 2."""
 
 
 class _Terminated(BaseException):

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from robustrec import atomic
 from robustrec.config import TrainConfig
 from robustrec.distributed import checkpoint
-from robustrec.distributed.collectives import all_gather_rows
+from robustrec.distributed.collectives import all_gather_rows, collective_device
 from robustrec.distributed.evaluation import evaluate_sharded
 from robustrec.distributed.graph import PartitionedLightGCN
 from robustrec.distributed.placement import AUTO, ShardingConfig, describe_plan, shard
@@ -39,7 +39,8 @@ from robustrec.early_stopping import EarlyStopping
 from robustrec.models import PREFERENCE, LightGCN
 from robustrec.objectives import objective_loss
 from robustrec.samplers import build_sampler
-from robustrec.training import new_model
+from robustrec.training import DIVERGED_WEIGHT, TrainingDiverged, check_loss, check_resumable, checked_interactions, \
+    new_model
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,24 @@ def sharded_score_fn(model: torch.nn.Module, device: torch.device):
     return score_fn
 
 
+def check_sharded_weights(sharded: DistributedModelParallel, config: TrainConfig, *, epoch: int) -> None:
+    """:func:`robustrec.training.check_weights` for sharded tables (collective: every rank raises together)."""
+    state = sharded.state_dict()
+    names = sorted(state)
+    largest = torch.zeros(len(names), dtype=torch.float64, device=collective_device())
+    with torch.no_grad():
+        for i, name in enumerate(names):
+            for shard_ in state[name].local_shards():
+                if shard_.tensor.numel():
+                    value = shard_.tensor.abs().max().double().to(largest.device)
+                    largest[i] = torch.maximum(largest[i], torch.nan_to_num(value, nan=math.inf))
+    dist.all_reduce(largest, op=dist.ReduceOp.MAX)
+    for name, value in zip(names, largest.tolist()):
+        if not (math.isfinite(value) and value <= DIVERGED_WEIGHT):
+            raise TrainingDiverged(f"training diverged in epoch {epoch}: {name} reached {value:.4g}; lower --lr "
+                                   f"(now {config.lr:g}) or raise --l2 (now {config.l2:g})")
+
+
 def _snapshot(sharded: DistributedModelParallel) -> dict[str, list[torch.Tensor]]:
     """Copies of this rank's table shards (best weights kept in memory when no run directory is given)."""
     return {k: [s.tensor.detach().clone() for s in v.local_shards()] for k, v in sharded.state_dict().items()}
@@ -131,6 +150,7 @@ def fit_sharded(
     sharding: ShardingConfig | None = None,
     run_dir: Path | None = None,
     resume: bool = False,
+    checkpoint_required: bool = True,
     progress: bool = True,
 ) -> ShardedFit:
     """Train like :func:`robustrec.training.fit` with the tables sharded across the ranks (collective).
@@ -138,9 +158,11 @@ def fit_sharded(
     With ``validation`` the model is validated (distributed, :func:`evaluate_sharded`) every ``eval_every``
     epochs, training stops after ``patience`` validations without improvement and the best tables are restored.
     With ``run_dir`` (rank 0 writes, a directory every rank can read) the plan goes to ``sharding_plan.json`` and
-    a checkpoint is committed after every epoch; ``resume`` continues from the last one, on any number of ranks.
+    a checkpoint is committed after every epoch; ``resume`` continues from the last one, on any number of ranks
+    (as in ``fit``, only ``epochs`` may differ, to extend a run); without a checkpoint ``resume`` is an error
+    unless ``checkpoint_required`` is False (a restarted job whose first attempt ended before its first epoch).
     """
-    train = sp.csr_matrix(train)
+    train = checked_interactions(train, "train")
     sharding = sharding or ShardingConfig(sharding="table_wise")
     device = torch.device(config.device)
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -158,11 +180,15 @@ def fit_sharded(
     start_epoch, step, elapsed = 0, 0, 0.0
     stopping, best_snapshot = EarlyStopping(config.patience), None
     if resume and run_dir is not None:
-        state = checkpoint.load_checkpoint(run_dir, model)
-        if state is not None:
-            if state["config"] != _json(config.to_dict()):
-                raise ValueError(f"{Path(run_dir) / checkpoint.CHECKPOINTS_DIR} was written by a different "
-                                 "configuration; refusing to resume")
+        pointer = checkpoint.read_pointer(run_dir)
+        folder = Path(run_dir) / checkpoint.CHECKPOINTS_DIR
+        if pointer is None and checkpoint_required:
+            raise FileNotFoundError(f"--resume: {folder} holds no checkpoint (the run stopped before its first epoch "
+                                    "ended); start over with --overwrite")
+        if pointer is not None:
+            state = pointer["state"]
+            check_resumable(state["config"], config, state["epoch"], folder / pointer["latest"])
+            checkpoint.load_checkpoint(run_dir, model)
             rng.bit_generator.state = state["rng"]
             start_epoch, step, elapsed, history = state["epoch"], state["step"], state["train_seconds"], state["history"]
             stopping = EarlyStopping.from_state(state["early_stopping"])
@@ -188,14 +214,13 @@ def fit_sharded(
             output = model(torch.from_numpy(users[mine]).to(device), torch.from_numpy(items[mine]).to(device))
             loss = objective_loss(output, config, step=step) * ((mine.stop - mine.start) / len(users))
             value = loss.detach().clone()
-            dist.all_reduce(value)  # the global batch's loss; every rank stops together on a non-finite one
-            if not math.isfinite(value.item()):
-                raise FloatingPointError(f"loss became {value.item()} at epoch {epoch}, step {step}; "
-                                         "lower --lr or raise --l2")
+            dist.all_reduce(value)  # the global batch's loss: every rank stops together when it diverges
+            check_loss(value.item(), config, epoch=epoch, step=step)
             (loss * gradient_scale).backward()
             total += value.item()
             step, n_steps = step + 1, n_steps + 1
         elapsed += time.perf_counter() - tic
+        check_sharded_weights(model, config, epoch=epoch)
         record = {"epoch": epoch, "loss": total / max(n_steps, 1), "train_seconds": elapsed}
         improved = False
         if validation is not None and config.eval_every and epoch % config.eval_every == 0:
