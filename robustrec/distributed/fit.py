@@ -38,6 +38,7 @@ from robustrec.distributed.placement import AUTO, ShardingConfig, describe_plan,
 from robustrec.early_stopping import EarlyStopping
 from robustrec.models import PREFERENCE, LightGCN
 from robustrec.objectives import objective_loss
+from robustrec.optim import fuse
 from robustrec.samplers import build_sampler
 from robustrec.training import DIVERGED_WEIGHT, TrainingDiverged, check_loss, check_resumable, checked_interactions, \
     new_model
@@ -125,11 +126,20 @@ def _restore(sharded: DistributedModelParallel, snapshot: dict[str, list[torch.T
     sharded.load_state_dict(state)
 
 
+def initial_tables(config: TrainConfig, train: sp.csr_matrix) -> dict[str, torch.Tensor]:
+    """The tables :func:`robustrec.training.fit` starts from: those of its fused model, which FBGEMM initialises
+    anew (uniform in ±1/sqrt(rows), whatever ``init_std`` says; the same draws on every rank)."""
+    fused = fuse(new_model(config, *train.shape, train), optimizer=config.optimizer, lr=config.lr,
+                 device=torch.device(config.device))
+    return {k: v.detach().clone() for k, v in fused.state_dict().items()}
+
+
 def build_sharded_model(config: TrainConfig, train: sp.csr_matrix, sharding: ShardingConfig) -> DistributedModelParallel:
-    """The untrained model of ``config`` (identical on every rank: same seed), LightGCN partitioned, its tables
-    placed by ``sharding`` (collective)."""
+    """The untrained model of ``config`` with the tables single-process training starts from (identical on every
+    rank), LightGCN partitioned, its tables placed by ``sharding`` (collective)."""
     rank, world = dist.get_rank(), dist.get_world_size()
     base = new_model(config, *train.shape, train)
+    base.load_state_dict(initial_tables(config, train))
     if isinstance(base, LightGCN):
         base = PartitionedLightGCN(base, train, rank=rank, world=world)
     tables = {id(p) for m in base.modules() if isinstance(m, EmbeddingBagCollection) for p in m.parameters()}

@@ -121,7 +121,7 @@ def _scenarios(rank: int, world: int, out_dir: str) -> dict:
     import torch.distributed as dist
 
     from robustrec.distributed.evaluation import evaluate_sharded, gather_tables, owned_factors
-    from robustrec.distributed.fit import build_sharded_model, fit_sharded
+    from robustrec.distributed.fit import build_sharded_model, fit_sharded, initial_tables
     from robustrec.distributed.placement import local_table_bytes
     from robustrec.evaluate import ranking_metrics
     from robustrec.training import new_model
@@ -135,6 +135,7 @@ def _scenarios(rank: int, world: int, out_dir: str) -> dict:
         config = _config(model=model_name)
         sharded = build_sharded_model(config, train, ShardingConfig(sharding="row_wise"))
         plain = new_model(config, *train.shape, train)
+        plain.load_state_dict(initial_tables(config, train))  # the tables single-process training starts from
         out[f"{model_name}_scores"] = (sharded(users, items).scores["preference"].detach(),
                                        plain(users, items).scores["preference"].detach())
         out[f"{model_name}_plan"] = describe_plan(sharded.plan)
