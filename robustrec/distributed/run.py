@@ -81,6 +81,8 @@ def train_run_sharded(config: TrainConfig, spec: DataSpec, run_dir: Path, *, sha
     table shards and of their optimizer state).
     """
     rank, world = dist.get_rank(), dist.get_world_size()
+    if rank == 0:
+        config.warn_schedule()
     with shared_run_directory(Path(run_dir), resume=resume, overwrite=overwrite) as (out, state, publish):
         prepared = prepare_data(spec)
         split = prepared.split
