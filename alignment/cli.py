@@ -280,18 +280,29 @@ def run_experiment(argv: list[str]) -> int:
 
 
 def estimate_parser() -> argparse.ArgumentParser:
-    from .data import ON_INVALID
+    from robustrec.noise import DEFAULT_MAX_CI_WIDTH
 
-    parser = one_line_errors(argparse.ArgumentParser)(prog="python -m alignment estimate-flip-rate", allow_abbrev=False,
-                                     description=COMMANDS["estimate-flip-rate"],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--data", required=True, help="annotated pairs (columns annotator1..K, PandaLM coding "
-                        "0 tie / 1 first / 2 second), text pairs (chosen/rejected), or scored pairs (columns "
-                        "score, label, clean)")
-    parser.add_argument("--clean-data", help="clean-labelled text pairs (scorer method)")
+    from .data import ON_INVALID
+    from .scorers import SCORERS
+
+    parser = one_line_errors(argparse.ArgumentParser)(
+        prog="python -m alignment estimate-flip-rate", allow_abbrev=False, description=COMMANDS["estimate-flip-rate"],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data", required=True, help="annotated pairs (response1, response2, annotator1..K in "
+                        "PandaLM's coding 0 tie / 1 first / 2 second), text pairs (chosen/rejected), or scored pairs "
+                        "(columns score, label, clean)")
+    parser.add_argument("--clean-data", help="pairs with trusted labels: calibrate the scorer's error")
+    parser.add_argument("--scorer", choices=SCORERS, default="bow",
+                        help="the scorer of text pairs: bow (bag of words), embeddings (--model's mean-pooled hidden "
+                        "states), reward-model (--reward-model)")
+    parser.add_argument("--model", default="default", help="the causal LM whose hidden states --scorer embeddings reads")
+    parser.add_argument("--reward-model", help="local AutoModelForSequenceClassification folder (--scorer reward-model)")
+    parser.add_argument("--max-ci-width", type=float, default=DEFAULT_MAX_CI_WIDTH,
+                        help="widest interval train --flip-rate auto accepts (reported, not enforced here)")
     parser.add_argument("--on-invalid", choices=ON_INVALID, default="raise",
                         help="what to do with an invalid pair in --data or --clean-data: raise, or drop and count")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print the estimate as one JSON object")
     parser.add_argument("--out", help="write the estimate as JSON here")
     _add_common_flags(parser)
     return parser
@@ -316,40 +327,63 @@ def _read_table(path: str):
 
 
 def run_estimate_flip_rate(argv: list[str]) -> int:
+    """Estimate ε, say whether ``train --flip-rate auto`` would train with it (and with what), and why not."""
     from robustrec.noise import flip_rate_from_scorer
 
     from .data import load_preference_pairs, pairs_as_text
-    from .flip_rate import annotation_columns, estimate_flip_rate, estimate_flip_rate_from_annotations, pandalm_codes
+    from .flip_rate import (
+        annotation_columns,
+        estimate_flip_rate,
+        flip_rate_refusal,
+        pair_flip_rates_from_annotations,
+        pandalm_codes,
+    )
     from .io import write_json_atomic
+    from .scorers import make_scorer
 
     args = estimate_parser().parse_args(argv)
+    say = (lambda message: None) if args.json else _say
+    if (args.scorer == "reward-model") != (args.reward_model is not None):
+        raise ValueError("--scorer reward-model and --reward-model PATH go together")
     frame = _read_table(args.data)
-    if len(annotation_columns(frame)) == 1:
-        raise ValueError(f"{args.data}: one annotator column ({annotation_columns(frame)[0]}); repeated labels need "
-                         "at least two (annotator1, annotator2, ...)")
-    if len(annotation_columns(frame)) >= 2:
+    columns = annotation_columns(frame)
+    if len(columns) == 1:
+        raise ValueError(f"{args.data}: one annotator column ({columns[0]}); repeated labels need at least two "
+                         "(annotator1, annotator2, ...)")
+    trains_with = None
+    if len(columns) >= 2:  # repeated annotations: Dawid-Skene on every row's labels, no scorer and no texts needed
         codes = pandalm_codes(frame)
-        estimate = estimate_flip_rate_from_annotations(codes, seed=args.seed)
+        rates = pair_flip_rates_from_annotations(codes, seed=args.seed)
+        estimate, trains_with = rates.estimate, rates.label_flip_rate
         unanimous = int((codes == codes[:, :1]).all(axis=1).sum())
-        _say(f"{len(codes)} pairs, {codes.shape[1]} annotators, {unanimous} unanimous")
+        say(f"{len(codes)} pairs, {codes.shape[1]} annotators, {unanimous} unanimous; the most probable labels' own "
+            f"flip rate {trains_with:.4f}")
     elif {"score", "label", "clean"} <= set(frame.columns):
         clean = frame["clean"].astype(bool).to_numpy()
         estimate = flip_rate_from_scorer(
             frame.loc[~clean, "score"].to_numpy(), frame.loc[~clean, "label"].to_numpy(),
-            frame.loc[clean, "score"].to_numpy(), frame.loc[clean, "label"].to_numpy(), seed=args.seed,
+            frame.loc[clean, "score"].to_numpy(), frame.loc[clean, "label"].to_numpy(),
         )
     else:
         pairs = load_preference_pairs(args.data, on_invalid=args.on_invalid)
-        _say(pairs.summary())
+        say(pairs.summary())
         clean = None
         if args.clean_data:
             clean_pairs = load_preference_pairs(args.clean_data, on_invalid=args.on_invalid)
-            _say(clean_pairs.summary())
+            say(clean_pairs.summary())
             clean = pairs_as_text(clean_pairs.pairs)
-        estimate = estimate_flip_rate(pairs_as_text(pairs.pairs), clean_pairs=clean, seed=args.seed)
-    _say(f"estimated flip rate: {estimate}")
+        scorer = make_scorer(args.scorer, path=args.reward_model if args.reward_model else args.model)
+        estimate = estimate_flip_rate(pairs_as_text(pairs.pairs), clean_pairs=clean, scorer=scorer, seed=args.seed)
+    refusal = flip_rate_refusal(estimate, max_ci_width=args.max_ci_width)
+    result = {**estimate.to_dict(), "auto": {
+        "accepted": refusal is None, "max_ci_width": args.max_ci_width, "refusal": refusal,
+        "trains_with": None if refusal else (trains_with if trains_with is not None else estimate.value)}}
+    say(f"estimated flip rate: {estimate}")
+    say(refusal or f"train --flip-rate auto would train with ε = {result['auto']['trains_with']:.4f}")
+    if args.json:
+        print(json.dumps(result), flush=True)
     if args.out:
-        write_json_atomic(args.out, estimate.to_dict())
+        write_json_atomic(args.out, result)
     return 0
 
 

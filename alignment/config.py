@@ -9,15 +9,19 @@ from dataclasses import dataclass, field
 
 from trl import DPOConfig
 
+from robustrec.noise import DEFAULT_MAX_CI_WIDTH
+
 from .losses import (
-    AUTO,
     FLIP_RATE_LOSSES,
+    FLIP_RATE_MODES,
+    PER_PAIR,
     PREFERENCE_LOSSES,
     TRL_LOSS_TYPE,
     check_flip_rate,
     check_loss,
     trl_label_smoothing,
 )
+from .scorers import SCORERS
 from .sequences import TRUNCATION_MODES
 
 
@@ -45,9 +49,34 @@ class RobustDPOConfig(DPOConfig):
     flip_rate: float | str | None = field(
         default=0.0,
         metadata={
-            "help": "Probability ε in [0, 0.5) that a preference label is flipped, used by rdpo and cdpo; 'auto' "
-            "estimates it from the training pairs before training (robustrec.noise) and logs it with its interval."
+            "help": "Probability ε in [0, 0.5) that a preference label is flipped, used by rdpo and cdpo. 'auto': "
+            "estimated from the training pairs before training (repeated annotations: Dawid-Skene; else a scorer "
+            "corrected by its error on --clean-data), logged with its interval, and refused (training stops with "
+            "why and what would fix it) when not identifiable or wider than flip_rate_max_ci_width, unless "
+            "flip_rate_fallback is given. 'per-pair' (rdpo): each pair's own ε_i weights its loss: a flip_rate "
+            "column of the data, or each pair's Dawid-Skene posterior from annotator columns."
         },
+    )
+    flip_rate_fallback: float | None = field(
+        default=None,
+        metadata={"help": "With flip_rate='auto': train with this ε (in [0, 0.5)) when the estimate is refused, "
+                  "instead of stopping."},
+    )
+    flip_rate_max_ci_width: float = field(
+        default=DEFAULT_MAX_CI_WIDTH,
+        metadata={"help": "With flip_rate='auto': the widest 95% interval of the estimate that is trained with "
+                  "(0.2 = ±0.1)."},
+    )
+    flip_rate_scorer: str = field(
+        default="bow",
+        metadata={"help": "With flip_rate='auto' on pairs with one label each: the scorer whose disagreement with "
+                  "the labels is corrected by its error on --clean-data. bow: bag of words (cheap); embeddings: "
+                  "the reference model's mean-pooled hidden states; reward-model: a local sequence-classification "
+                  "model (--reward-model).", "choices": list(SCORERS)},
+    )
+    reward_model: str | None = field(
+        default=None,
+        metadata={"help": "Folder of a local AutoModelForSequenceClassification (flip_rate_scorer='reward-model')."},
     )
     max_length: int | None = field(
         default=None,
@@ -101,12 +130,22 @@ class RobustDPOConfig(DPOConfig):
 
     def __post_init__(self):
         check_loss(self.loss)
-        self.flip_rate = check_flip_rate(self.flip_rate, allow_auto=True)
-        if self.loss not in FLIP_RATE_LOSSES and self.flip_rate not in (0.0, AUTO):
+        self.flip_rate = check_flip_rate(self.flip_rate, allow_modes=True)
+        if self.loss not in FLIP_RATE_LOSSES and self.flip_rate != 0.0:
             raise ValueError(
                 f"flip_rate={self.flip_rate} has no effect on loss {self.loss!r}; it is used by "
                 f"{' and '.join(FLIP_RATE_LOSSES)} only (set flip_rate=0, or choose one of those losses)"
             )
+        if self.flip_rate == PER_PAIR and self.loss != "rdpo":
+            raise ValueError(f"flip_rate='per-pair' weights rDPO's loss pair by pair; use loss='rdpo', not {self.loss!r}")
+        if self.flip_rate_fallback is not None:
+            self.flip_rate_fallback = check_flip_rate(self.flip_rate_fallback)
+        if not 0 < self.flip_rate_max_ci_width <= 1:
+            raise ValueError(f"flip_rate_max_ci_width must lie in (0, 1], got {self.flip_rate_max_ci_width}")
+        if self.flip_rate_scorer not in SCORERS:
+            raise ValueError(f"flip_rate_scorer must be one of {', '.join(SCORERS)}, got {self.flip_rate_scorer!r}")
+        if (self.flip_rate_scorer == "reward-model") != (self.reward_model is not None):
+            raise ValueError("flip_rate_scorer='reward-model' and --reward-model PATH go together")
         if self.label_smoothing not in (0.0, None):
             raise ValueError("set flip_rate rather than label_smoothing: it is derived from loss and flip_rate")
         requested = self.loss_type if isinstance(self.loss_type, list) else [self.loss_type]
@@ -130,7 +169,9 @@ class RobustDPOConfig(DPOConfig):
             self.use_cpu = not torch.cuda.is_available()
         self.loss_type = [TRL_LOSS_TYPE[self.loss]]
         # For "auto" the trainer sets the smoothing once ε is estimated.
-        self.label_smoothing = 0.0 if self.flip_rate == AUTO else trl_label_smoothing(self.loss, self.flip_rate)
+        # ε is a number only once estimated ("auto") or read per pair ("per-pair"): the trainer sets it then.
+        self.label_smoothing = (0.0 if self.flip_rate in FLIP_RATE_MODES
+                                else trl_label_smoothing(self.loss, self.flip_rate))
         with warnings.catch_warnings():
             # TRL deprecates its own 'keep_end' (the end of the whole sequence); ours is applied before TRL's
             # collator sees the pairs (alignment.sequences), which then cuts nothing.

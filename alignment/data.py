@@ -39,14 +39,22 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from .losses import check_flip_rate
+
 logger = logging.getLogger(__name__)
 
 COLUMNS = ("prompt", "chosen", "rejected")
+#: An optional column: the pair's own flip rate ε_i in [0, 0.5), for ``flip_rate="per-pair"`` (kept when present).
+PAIR_FLIP_RATE = "flip_rate"
 HH_ASSISTANT_MARKER = "\n\nAssistant:"
 #: The row forms :func:`load_preference_pairs` reads ("auto": explicit when a row has a ``prompt``, else HH).
-PAIR_FORMATS = ("auto", "explicit", "hh")
+PAIR_FORMATS = ("auto", "explicit", "hh", "annotated")
 #: What every command that reads pairs does with an invalid row (``--on-invalid``).
 ON_INVALID = ("raise", "drop")
+#: The form of annotated pairs (``PAIR_FORMATS``), and why an annotated pair can be unusable.
+ANNOTATED = "annotated"
+NO_PREFERENCE = "the annotators give no usable preference (ties, or a split leaving ε_i above 0.4)"
+ANNOTATOR_COLUMN = re.compile(r"annotator\d+")
 
 _HH_TURN = re.compile(r"\n\n(Human|Assistant):")
 _HH_ROLES = {"Human": "user", "Assistant": "assistant"}
@@ -70,16 +78,21 @@ class PreferencePairs:
 
     Attributes:
         pairs: DataFrame (n_kept rows) with columns ``prompt``, ``chosen``, ``rejected`` (all texts, or all
-            message lists) and ``row``, each pair's 1-based row in the source.
+            message lists), ``flip_rate`` when the source gives each pair's ε_i (or annotators), and ``row``, each
+            pair's 1-based row in the source.
         source: where the pairs came from (a path, ``"DataFrame"``, ``"Dataset"`` or ``"DatasetDict[split]"``).
         n_read: rows read from the source (kept + invalid).
         invalid: the rows dropped with ``on_invalid="drop"`` (empty with ``"raise"``).
+        annotations: for annotated pairs, the Dawid–Skene fit over all read rows
+            (:class:`alignment.flip_rate.PairFlipRates`: the flip rate of one annotation with its interval, and
+            ``label_flip_rate``, the expected share of flipped labels among the oriented pairs); else None.
     """
 
     pairs: pd.DataFrame
     source: str
     n_read: int
     invalid: tuple[InvalidRow, ...] = field(default=())
+    annotations: Any = None
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -101,7 +114,8 @@ class PreferencePairs:
         """A :class:`datasets.Dataset` with columns ``prompt``, ``chosen``, ``rejected`` (what TRL expects)."""
         from datasets import Dataset
 
-        return Dataset.from_list(self.pairs[list(COLUMNS)].to_dict("records"))
+        columns = [*COLUMNS, *([PAIR_FLIP_RATE] if PAIR_FLIP_RATE in self.pairs.columns else [])]
+        return Dataset.from_list(self.pairs[columns].to_dict("records"))
 
 
 def split_hh_dialogues(chosen: str, rejected: str, *, marker: str = HH_ASSISTANT_MARKER) -> tuple[str, str, str]:
@@ -140,7 +154,7 @@ def hh_to_messages(text: str, *, first_role: str = "user") -> list[dict[str, str
 def load_preference_pairs(
     source: str | os.PathLike | pd.DataFrame | Any,
     *,
-    format: Literal["auto", "explicit", "hh"] = "auto",
+    format: Literal["auto", "explicit", "hh", "annotated"] = "auto",
     on_invalid: Literal["raise", "drop"] = "raise",
     split: str | None = None,
     hh_as_messages: bool = False,
@@ -151,7 +165,13 @@ def load_preference_pairs(
         source: a path (``.jsonl``, ``.jsonl.gz``, ``.json``, ``.json.gz``, ``.parquet``, or a ``save_to_disk``
             folder), a DataFrame, a ``datasets.Dataset`` or a ``datasets.DatasetDict``.
         format: one of :data:`PAIR_FORMATS`: ``"explicit"`` (prompt/chosen/rejected), ``"hh"`` (whole dialogues
-            in chosen/rejected) or ``"auto"``: explicit when the source has a ``prompt`` key, HH otherwise.
+            in chosen/rejected), ``"annotated"`` (two responses judged by several annotators: ``prompt`` or
+            ``instruction`` [+ ``input``], ``response1``, ``response2``, ``annotator1``, ``annotator2``, ... coded
+            as PandaLM's: 1 = response1 better, 2 = response2 better, 0 = tie; each pair is oriented by its most
+            probable preference under Dawid–Skene and gets its own ``flip_rate``, see
+            :func:`alignment.flip_rate.pair_flip_rates_from_annotations`; pairs whose annotators give no usable
+            preference are invalid rows) or ``"auto"``: annotated when the first row has two annotator
+            columns, explicit when it has a ``prompt`` key, HH otherwise.
         on_invalid: one of :data:`ON_INVALID`: ``"raise"`` stops at the first invalid row with a
             :class:`PreferenceDataError`; ``"drop"`` removes invalid rows, records them in
             ``PreferencePairs.invalid`` and logs the count.
@@ -175,8 +195,11 @@ def load_preference_pairs(
     for row, record in records:
         n_read += 1
         if resolved is None:
-            resolved = "explicit" if isinstance(record, Mapping) and "prompt" in record else "hh"
+            resolved = _detect_form(record)
         try:
+            if resolved == ANNOTATED:
+                kept.append({**_validated_annotated(record), "row": row})
+                continue
             pair = _validated(record, resolved, hh_as_messages)
             is_messages = isinstance(pair["chosen"], list)
             if conversational is None:
@@ -184,6 +207,10 @@ def load_preference_pairs(
             elif is_messages != conversational:
                 raise ValueError("mixes text and message-list pairs: "
                                  + ("earlier rows are texts" if not conversational else "earlier rows are messages"))
+            if PAIR_FLIP_RATE in record:
+                pair[PAIR_FLIP_RATE] = _pair_flip_rate(record[PAIR_FLIP_RATE])
+            elif kept and PAIR_FLIP_RATE in kept[0]:
+                raise ValueError(f"no {PAIR_FLIP_RATE!r}, which earlier rows have")
             kept.append({**pair, "row": row})
         except ValueError as error:
             if on_invalid == "raise":
@@ -191,13 +218,22 @@ def load_preference_pairs(
             invalid.append(InvalidRow(row, str(error)))
     if n_read == 0:
         raise PreferenceDataError(f"{name}: no rows")
+    annotations = None
+    if resolved == ANNOTATED and kept:
+        kept, unusable, annotations = _oriented_by_annotators(kept)
+        for row in unusable:
+            if on_invalid == "raise":
+                raise PreferenceDataError(f"{name}, row {row}: {NO_PREFERENCE}")
+            invalid.append(InvalidRow(row, NO_PREFERENCE))
     if not kept:
         raise PreferenceDataError(f"{name}: all {n_read} rows are invalid, e.g. row {invalid[0].row}: {invalid[0].reason}")
+    extra = [PAIR_FLIP_RATE] if PAIR_FLIP_RATE in kept[0] else []
     result = PreferencePairs(
-        pairs=pd.DataFrame(kept, columns=[*COLUMNS, "row"]),
+        pairs=pd.DataFrame(kept, columns=[*COLUMNS, *extra, "row"]),
         source=name,
         n_read=n_read,
-        invalid=tuple(invalid),
+        invalid=tuple(sorted(invalid, key=lambda item: item.row)),
+        annotations=annotations,
     )
     if invalid:
         logger.warning("dropped invalid preference pairs: %s", result.summary())
@@ -220,6 +256,75 @@ def pairs_as_text(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 # -- internals -------------------------------------------------------------------------------------------------
+
+
+def _detect_form(record: Any) -> str:
+    if isinstance(record, Mapping):
+        if sum(bool(ANNOTATOR_COLUMN.fullmatch(str(key))) for key in record) >= 2:
+            return ANNOTATED
+        if "prompt" in record:
+            return "explicit"
+    return "hh"
+
+
+def _validated_annotated(record: Any) -> dict[str, Any]:
+    """An annotated row's prompt, two responses and annotator codes (PandaLM's: 0 tie, 1 first, 2 second)."""
+    if not isinstance(record, Mapping):
+        raise ValueError(f"expected an object with response1, response2, annotator1, ..., got {type(record).__name__}")
+    if "prompt" in record:
+        prompt = record["prompt"]
+    else:
+        prompt = "\n\n".join(str(record[key]) for key in ("instruction", "input") if str(record.get(key) or "").strip())
+    missing = [key for key in ("response1", "response2") if key not in record]
+    if missing:
+        raise ValueError(f"missing key {', '.join(repr(k) for k in missing)}")
+    first, second = record["response1"], record["response2"]
+    for key, value in (("prompt", prompt), ("response1", first), ("response2", second)):
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"empty or non-text {key!r}")
+    if first == second:
+        raise ValueError("'response1' and 'response2' are identical")
+    columns = sorted((k for k in record if ANNOTATOR_COLUMN.fullmatch(str(k))), key=lambda k: int(str(k)[9:]))
+    codes = []
+    for key in columns:
+        value = record[key]
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            codes.append(np.nan)  # a missing annotation
+        elif value in (0, 1, 2):
+            codes.append(int(value))
+        else:
+            raise ValueError(f"{key!r} must be 0 (tie), 1 (response1 better) or 2 (response2 better), got {value!r}")
+    return {"prompt": prompt, "first": first, "second": second, "codes": codes}
+
+
+def _oriented_by_annotators(rows: list[dict]) -> tuple[list[dict], list[int], Any]:
+    """``(pairs, unusable rows, PairFlipRates)``: each annotated row oriented by its most probable preference
+    with its own flip rate (:func:`alignment.flip_rate.pair_flip_rates_from_annotations`)."""
+    from robustrec.noise import preference_codes
+
+    from .flip_rate import pair_flip_rates_from_annotations
+
+    width = max(len(row["codes"]) for row in rows)
+    raw = np.full((len(rows), width), np.nan)
+    for i, row in enumerate(rows):
+        raw[i, : len(row["codes"])] = row["codes"]
+    rates = pair_flip_rates_from_annotations(preference_codes(raw, first=1, second=2, tie=0))
+    usable = rates.usable()
+    pairs = []
+    for row, keep, label, rate in zip(rows, usable, rates.labels, rates.rates):
+        if keep:
+            chosen, rejected = (row["first"], row["second"]) if label == 1 else (row["second"], row["first"])
+            pairs.append({"prompt": row["prompt"], "chosen": chosen, "rejected": rejected,
+                          PAIR_FLIP_RATE: float(rate), "row": row["row"]})
+    return pairs, [row["row"] for row, keep in zip(rows, usable) if not keep], rates
+
+
+def _pair_flip_rate(value: Any) -> float:
+    """A pair's ε_i as a float in [0, 0.5); ValueError naming the column otherwise."""
+    try:
+        return check_flip_rate(value)
+    except ValueError as error:
+        raise ValueError(f"{PAIR_FLIP_RATE!r}: {error}") from None
 
 
 def _messages(value: Any, key: str) -> list[dict[str, str]]:
@@ -429,11 +534,13 @@ def _read_json_list(path: Path) -> Iterator[tuple[int, Any]]:
 
 
 def _enumerate_frame(frame: pd.DataFrame, name: str) -> Iterator[tuple[int, Any]]:
-    if "chosen" not in frame.columns or "rejected" not in frame.columns:
+    annotated = sum(bool(ANNOTATOR_COLUMN.fullmatch(str(c))) for c in frame.columns) >= 2
+    if not annotated and ("chosen" not in frame.columns or "rejected" not in frame.columns):
         raise PreferenceDataError(
-            f"{name}: needs columns 'chosen' and 'rejected' (and optionally 'prompt'); found {list(frame.columns)}"
+            f"{name}: needs columns 'chosen' and 'rejected' (and optionally 'prompt'), or response1, response2 and "
+            f"annotator columns; found {list(frame.columns)}"
         )
-    columns = [c for c in COLUMNS if c in frame.columns]
+    columns = list(frame.columns) if annotated else [c for c in (*COLUMNS, PAIR_FLIP_RATE) if c in frame.columns]
     for position, values in enumerate(frame[columns].itertuples(index=False, name=None), start=1):
         record = {}
         for key, value in zip(columns, values, strict=True):

@@ -49,6 +49,7 @@ import torch
 
 from robustrec.noise import flip_pairs
 
+from .flip_rate import FlipRateRefusedError
 from .generation import completion_logprobs, sample_continuations
 from .stories import STORY_OPENINGS, sentiment_reward
 
@@ -287,18 +288,26 @@ def run_experiment(
             loss, rate_spec = EXPERIMENT_METHODS[method]
             flip_rate = rate if rate_spec == "true" else rate_spec
             started = time.perf_counter()
-            trainer, policy, reference, tok = train_policy(
-                noisy,
-                loss=loss,
-                flip_rate=flip_rate,
-                steps=settings.steps,
-                batch_size=settings.batch_size,
-                learning_rate=settings.learning_rate,
-                beta=settings.beta,
-                seed=seed,
-                model_path=model_path,
-                clean_pairs=data.calibration,
-            )
+            try:
+                trainer, policy, reference, tok = train_policy(
+                    noisy,
+                    loss=loss,
+                    flip_rate=flip_rate,
+                    steps=settings.steps,
+                    batch_size=settings.batch_size,
+                    learning_rate=settings.learning_rate,
+                    beta=settings.beta,
+                    seed=seed,
+                    model_path=model_path,
+                    clean_pairs=data.calibration,
+                )
+            except FlipRateRefusedError as refused:  # "auto" declined to train: a result of the experiment too
+                runs.append({"flip_rate": rate, "seed": seed, "method": method, "loss": loss, "refused": str(refused),
+                             "estimate": refused.estimate.to_dict(), "n_train": len(noisy),
+                             "n_calibration": len(data.calibration)})
+                say(f"ε={rate} seed={seed} {method}: refused ({refused.estimate})")
+                bar.update(1)
+                continue
             metrics = evaluate_policy(
                 policy, reference, tok, data.eval_prompts, data.eval_pairs,
                 beta=settings.beta, samples_per_prompt=settings.samples_per_eval_prompt,
@@ -377,9 +386,17 @@ def write_outputs(results: dict, out_dir: str | Path) -> Path:
     return out
 
 
-def _mean_std(values: Sequence[float]) -> dict[str, float]:
-    array = np.asarray(values, dtype=float)
+def _mean_std(values: Sequence[float | None]) -> dict[str, float | None]:
+    """Mean and std over the numbers among ``values`` (an unidentified estimate's value is None); None if none."""
+    array = np.asarray([np.nan if v is None else v for v in values], dtype=float)
+    array = array[np.isfinite(array)]
+    if not len(array):
+        return {"mean": None, "std": None}
     return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0}
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
 
 
 def _summarise(runs, flip_rates, methods) -> dict:
@@ -391,10 +408,14 @@ def _summarise(runs, flip_rates, methods) -> dict:
             summary[str(float(rate))] = entry
             continue
         at_rate = frame[frame["flip_rate"] == float(rate)]
+        refused = at_rate["refused"].notna() if "refused" in at_rate else pd.Series(False, index=at_rate.index)
         for method in methods:
-            rows = at_rate[at_rate["method"] == method]
+            rows = at_rate[(at_rate["method"] == method) & ~refused]
+            n_refused = int(((at_rate["method"] == method) & refused).sum())
             if len(rows):
                 entry[method] = {metric: _mean_std(rows[metric]) for metric in EXPERIMENT_METRICS}
+            if n_refused:
+                entry.setdefault(method, {})["refused"] = n_refused
         per_seed = [dict(r["estimate"], seed=r["seed"]) for r in runs
                     if r["flip_rate"] == float(rate) and isinstance(r.get("estimate"), dict)]
         if per_seed:
@@ -416,9 +437,14 @@ def results_table(results: dict) -> str:
         for method, metrics in entry.items():
             if method == "estimated_flip_rate":
                 continue
+            if EXPERIMENT_METRICS[0] not in metrics:  # every seed refused
+                lines.append(f"| {key} | {method} | " + " | ".join("—" for _ in EXPERIMENT_METRICS)
+                             + f" | refused ({metrics['refused']} seeds) |")
+                continue
             used = runs[(runs["flip_rate"] == float(key)) & (runs["method"] == method)]["trained_flip_rate"].mean()
             cells = [f"{metrics[m]['mean']:.3f} ± {metrics[m]['std']:.3f}" for m in EXPERIMENT_METRICS]
-            lines.append(f"| {key} | {method} | " + " | ".join(cells) + f" | {used:.3f} |")
+            refusals = f" ({metrics['refused']} seeds refused)" if metrics.get("refused") else ""
+            lines.append(f"| {key} | {method} | " + " | ".join(cells) + f" | {used:.3f}{refusals} |")
     ref = results["reference"]["reward"]
     if ref is not None:
         lines.append(f"\nreference policy reward: {ref['mean']:.3f} ± {ref['std']:.3f}")
@@ -434,8 +460,10 @@ def estimates_table(results: dict) -> str:
         est = entry.get("estimated_flip_rate")
         if est:
             rows += 1
-            per_seed = "; ".join(f"{e['value']:.3f} [{e['ci_low']:.3f}, {e['ci_high']:.3f}]" for e in est["per_seed"])
-            lines.append(f"| {key} | {est['mean']:.3f} ± {est['std']:.3f} | [{est['ci_low']:.3f}, {est['ci_high']:.3f}] "
+            per_seed = "; ".join(f"{_number(e['value'])} [{e['ci_low']:.3f}, {e['ci_high']:.3f}]"
+                                 + ("" if e.get("identifiable", True) else " not identifiable") for e in est["per_seed"])
+            lines.append(f"| {key} | {_number(est['mean'])} ± {_number(est['std'])} | "
+                         f"[{est['ci_low']:.3f}, {est['ci_high']:.3f}] "
                          f"| {per_seed} |")
     return "\n".join(lines) if rows else ""
 

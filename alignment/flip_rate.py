@@ -65,6 +65,7 @@ __all__ = [
     "estimate_flip_rate_from_annotations",
     "pair_flip_rates_from_annotations",
     "oriented_pairs",
+    "annotated_flip_rate",
     "flip_rate_refusal",
     "resolve_flip_rate",
     "annotation_columns",
@@ -375,6 +376,18 @@ def pair_flip_rates_from_annotations(
     usable = labels >= 0
     mean = float(np.mean(rates[usable])) if usable.any() else float("nan")
     return PairFlipRates(labels=labels.astype(np.int64), rates=rates, estimate=fit.flip_rate, label_flip_rate=mean)
+
+
+def annotated_flip_rate(rates: PairFlipRates, *, max_ci_width: float = DEFAULT_MAX_CI_WIDTH,
+                        fallback: float | None = None) -> float:
+    """The one ε ``flip_rate="auto"`` trains annotated pairs with, each oriented by its most probable preference:
+    the expected share of flipped labels among them (:attr:`PairFlipRates.label_flip_rate`, smaller than one
+    annotation's rate when labels combine several annotators), once the Dawid–Skene fit it comes from passes
+    :func:`resolve_flip_rate` (identifiable, interval at most ``max_ci_width`` wide); else ``fallback`` or
+    :class:`FlipRateRefusedError`."""
+    if flip_rate_refusal(rates.estimate, max_ci_width=max_ci_width) is None:
+        return float(rates.label_flip_rate)
+    return resolve_flip_rate(rates.estimate, max_ci_width=max_ci_width, fallback=fallback)  # falls back or raises
 
 
 def oriented_pairs(

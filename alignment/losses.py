@@ -38,6 +38,11 @@ MAX_FLIP_RATE = 0.5
 
 #: The flip-rate value asking for an estimate from the training pairs instead of a number.
 AUTO = "auto"
+#: ``flip_rate="per-pair"``: each training pair's own ε_i (a ``flip_rate`` column, e.g. from repeated
+#: annotations) weights its rDPO loss.
+PER_PAIR = "per-pair"
+#: The flip rates that are not a number: estimated from the data before training, or given per pair.
+FLIP_RATE_MODES: tuple[str, ...] = (AUTO, PER_PAIR)
 
 
 def check_loss(loss: str) -> str:
@@ -47,15 +52,15 @@ def check_loss(loss: str) -> str:
     return loss
 
 
-def check_flip_rate(flip_rate, *, allow_auto: bool = False) -> float | str:
+def check_flip_rate(flip_rate, *, allow_modes: bool = False) -> float | str:
     """The one validator of a flip rate ε: return it as a float in [0, 0.5), else raise a ValueError saying why.
 
-    With ``allow_auto``, the text ``"auto"`` (any case, surrounding blanks ignored) is returned as :data:`AUTO`.
-    Numbers may come as text (command lines, YAML files).
+    With ``allow_modes``, the texts of :data:`FLIP_RATE_MODES` (``"auto"``, ``"per-pair"``; any case, blanks
+    ignored) are returned as they are. Numbers may come as text (command lines, YAML files).
     """
-    if allow_auto and isinstance(flip_rate, str) and flip_rate.strip().lower() == AUTO:
-        return AUTO
-    expected = "a number in [0, 0.5)" + (" or 'auto'" if allow_auto else "")
+    if allow_modes and isinstance(flip_rate, str) and flip_rate.strip().lower() in FLIP_RATE_MODES:
+        return flip_rate.strip().lower()
+    expected = "a number in [0, 0.5)" + (f" or one of {', '.join(FLIP_RATE_MODES)}" if allow_modes else "")
     if isinstance(flip_rate, bool):
         raise ValueError(f"flip rate must be {expected}, got {flip_rate!r}")
     try:

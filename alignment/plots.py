@@ -23,13 +23,16 @@ def plot_reward_vs_flip_rate(results: dict, path: str | os.PathLike) -> Path:
 
     rates = results["flip_rates"]
     keys = [str(float(r)) for r in rates]
-    methods = [m for m in results["results"][keys[0]] if m != "estimated_flip_rate"]
+    methods = dict.fromkeys(m for k in keys for m in results["results"][k] if m != "estimated_flip_rate")
     fig, axes = plt.subplots(1, len(METRIC_LABELS), figsize=(5 * len(METRIC_LABELS), 4))
     for ax, (metric, label) in zip(axes, METRIC_LABELS.items()):
         for method in methods:
-            mean = [results["results"][k][method][metric]["mean"] for k in keys]
-            std = [results["results"][k][method][metric]["std"] for k in keys]
-            ax.errorbar(rates, mean, yerr=std, marker="o", capsize=3, label=method)
+            # a rate where every seed of the method was refused ("auto") has no point
+            points = [(r, results["results"][k][method][metric]) for r, k in zip(rates, keys)
+                      if metric in results["results"][k].get(method, {})]
+            if points:
+                ax.errorbar([r for r, _ in points], [m["mean"] for _, m in points],
+                            yerr=[m["std"] for _, m in points], marker="o", capsize=3, label=method)
         if metric == "reward":
             ref = results["reference"]["reward"]["mean"]
             ax.axhline(ref, color="grey", linestyle="--", label="reference policy")

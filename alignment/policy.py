@@ -50,13 +50,15 @@ def build_trainer(
     """
     from datasets import Dataset
 
+    from .data import COLUMNS, PAIR_FLIP_RATE
     from .models import load_model
     from .trainer import RobustDPOTrainer
 
     def dataset(pairs):
         if pairs is None or isinstance(pairs, Dataset):
             return pairs
-        return Dataset.from_list(pairs[["prompt", "chosen", "rejected"]].to_dict("records"))
+        columns = [c for c in (*COLUMNS, PAIR_FLIP_RATE) if c in pairs.columns]
+        return Dataset.from_list(pairs[columns].to_dict("records"))
 
     torch.manual_seed(config.seed)
     policy, tokenizer = load_model(model_path, **(model_kwargs or {}))

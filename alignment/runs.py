@@ -34,6 +34,7 @@ class TrainingPairs:
     read: int
     invalid: int
     experiment: object | None = None
+    annotations: object | None = None
 
 
 def load_training_pairs(data_args, *, model_path, seed: int, say: Callable[[str], None]) -> TrainingPairs:
@@ -67,7 +68,7 @@ def load_training_pairs(data_args, *, model_path, seed: int, say: Callable[[str]
     if data_args.eval_data:
         held_out = load(data_args.eval_data, data_args.eval_data_split).pairs
     clean = load(data_args.clean_data).pairs if data_args.clean_data else None
-    return TrainingPairs(train, held_out, clean, loaded.n_read, len(loaded.invalid))
+    return TrainingPairs(train, held_out, clean, loaded.n_read, len(loaded.invalid), annotations=loaded.annotations)
 
 
 def train_run(data_args, config, model_args, values: dict, *, say: Callable[[str], None] = print) -> Path:
@@ -89,6 +90,8 @@ def _train_into(run, data_args, config, model_args, values: dict, *, say: Callab
     from trl import get_peft_config
 
     from .experiment import inject_flips
+    from .flip_rate import annotated_flip_rate
+    from .losses import AUTO, FLIP_RATE_LOSSES, trl_label_smoothing
     from .policy import build_trainer
     from .sequences import DataCounts
 
@@ -96,6 +99,12 @@ def _train_into(run, data_args, config, model_args, values: dict, *, say: Callab
     resume = checkpoint_to_resume(config.resume_from_checkpoint, out)
     pairs = load_training_pairs(data_args, model_path=model_args.model_name_or_path, seed=config.seed, say=say)
     train = pairs.train
+    if pairs.annotations is not None and config.flip_rate == AUTO and config.loss in FLIP_RATE_LOSSES:
+        config.flip_rate = annotated_flip_rate(pairs.annotations, max_ci_width=config.flip_rate_max_ci_width,
+                                               fallback=config.flip_rate_fallback)
+        config.label_smoothing = trl_label_smoothing(config.loss, config.flip_rate)
+        say(f"flip rate from the annotators (Dawid-Skene): one annotation {pairs.annotations.estimate}; the "
+            f"pairs' labels (most probable preference) {config.flip_rate:.4f}, trained with")
     if data_args.inject_flips:
         train, mask = inject_flips(train, data_args.inject_flips, seed=config.seed + 1000)
         say(f"injected flips: {int(mask.sum())} of {len(mask)} pairs")
@@ -114,7 +123,8 @@ def _train_into(run, data_args, config, model_args, values: dict, *, say: Callab
     seconds = time.perf_counter() - started
     if trainer.accelerator.is_main_process:
         write_run(trainer, out, data_args=data_args, config=config, model_args=model_args, values=values,
-                  counts=counts, seconds=seconds, experiment=pairs.experiment, say=say)
+                  counts=counts, seconds=seconds, experiment=pairs.experiment, annotations=pairs.annotations,
+                  say=say)
         run.publish()
         say(f"saved {run.target} ({trainer.state.global_step} steps, {seconds:.1f} s)")
     trainer.accelerator.wait_for_everyone()
@@ -161,7 +171,8 @@ def run_directory(out: Path, *, resume: bool, overwrite: bool):
     transaction.__exit__(None, None, None)
 
 
-def write_run(trainer, out: Path, *, data_args, config, model_args, values, counts, seconds, experiment, say):
+def write_run(trainer, out: Path, *, data_args, config, model_args, values, counts, seconds, experiment, say,
+              annotations=None):
     """Stage the run's outputs, then publish them into ``out`` (the one step that makes them visible)."""
     import yaml
 
@@ -184,6 +195,10 @@ def write_run(trainer, out: Path, *, data_args, config, model_args, values, coun
         "data": counts.to_dict(), "split": {name: c.used for name, c in trainer.length_counts.items()},
         "steps": trainer.state.global_step, "world_size": trainer.accelerator.num_processes,
         "flip_rate_estimate": estimate.to_dict() if estimate is not None else None,
+        "annotations": None if annotations is None else {
+            "one_annotation_flip_rate": annotations.estimate.to_dict(),
+            "label_flip_rate": annotations.label_flip_rate,
+        },
         "seconds": seconds, "peak_rss_mb": peak_rss_mb(), "log_history": trainer.state.log_history,
     })
     if experiment is not None:

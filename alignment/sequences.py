@@ -27,11 +27,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, astuple, dataclass
 
+from .data import PAIR_FLIP_RATE
+
 #: How an over-long pair is cut (see the module docstring); ``truncation_mode`` of RobustDPOConfig.
 TRUNCATION_MODES: tuple[str, ...] = ("keep_end", "keep_start")
 
 #: The columns a prepared pair has (what TRL's collator reads).
 ID_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
+
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,8 @@ def prepare_pairs(pairs, tokenizer, limits: LengthLimits):
         pairs: a ``datasets.Dataset`` (or any iterable of mappings) with ``prompt``, ``chosen``, ``rejected``
             (texts or message lists).
     Returns:
-        a ``datasets.Dataset`` with the list columns of :data:`ID_COLUMNS` (one row per used pair) and the
+        a ``datasets.Dataset`` with the list columns of :data:`ID_COLUMNS` (one row per used pair; plus
+        :data:`PAIR_FLIP_RATE` when the pairs have one) and the
         :class:`LengthCounts`.
     """
     from datasets import Dataset
@@ -198,6 +202,8 @@ def prepare_pairs(pairs, tokenizer, limits: LengthLimits):
         truncated += was_cut
         for key in ID_COLUMNS:
             columns[key].append(fitted[key])
+        if PAIR_FLIP_RATE in example:
+            columns.setdefault(PAIR_FLIP_RATE, []).append(float(example[PAIR_FLIP_RATE]))
     counts = LengthCounts(n_in=n_in, dropped_too_long=dropped, truncated=truncated, used=n_in - dropped)
     return Dataset.from_dict(columns), counts
 

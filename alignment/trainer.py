@@ -5,8 +5,11 @@ The losses themselves are TRL's (see :mod:`alignment.losses` for how cDPO maps o
 What this class adds:
 
 - ``flip_rate="auto"``: ε is estimated from the training pairs before training (the ``flip_rate_estimator``
-  hook, by default :func:`alignment.flip_rate.estimate_flip_rate`) and logged, with its interval, as the first
-  entry of the training history;
+  hook, by default :func:`alignment.flip_rate.estimate_flip_rate` with ``flip_rate_scorer``), decided by
+  :func:`alignment.flip_rate.resolve_flip_rate` (a refused estimate stops training with why and what would fix it,
+  unless ``flip_rate_fallback`` is set) and logged, with its interval, as the first entry of the training history;
+- ``flip_rate="per-pair"``: each pair's own ε_i (the ``flip_rate`` column of the training pairs) weights its rDPO
+  loss — TRL's ``robust`` loss evaluated with a per-pair ε (:meth:`RobustDPOTrainer.compute_loss`);
 - the pairs are tokenised and fitted to the context by :func:`alignment.sequences.prepare_pairs` instead of
   TRL's preprocessing (same tokenisation, but the prompt of a dialogue keeps its last turns, and every dropped
   or cut pair is counted in :attr:`RobustDPOTrainer.length_counts`); ``max_length=None`` means the model's
@@ -26,8 +29,8 @@ from transformers import PreTrainedTokenizerBase, TrainerCallback
 from trl import DPOTrainer
 
 from .config import RobustDPOConfig
-from .data import pairs_as_text
-from .losses import AUTO, FLIP_RATE_LOSSES, trl_label_smoothing
+from .data import PAIR_FLIP_RATE, pairs_as_text
+from .losses import AUTO, FLIP_RATE_LOSSES, PER_PAIR, check_flip_rate, trl_label_smoothing
 from .sequences import LengthCounts, LengthLimits, model_context_length, prepare_pairs
 
 logger = logging.getLogger(__name__)
@@ -88,23 +91,24 @@ class RobustDPOTrainer(DPOTrainer):
         self.length_counts: dict[str, LengthCounts] = {}
 
         self.flip_rate_estimate = None
+        train_dataset = kwargs.get("train_dataset", args[3] if len(args) >= 4 else None)
+        self.per_pair = config.flip_rate == PER_PAIR
         if config.flip_rate == AUTO and config.loss in FLIP_RATE_LOSSES:
-            train_dataset = kwargs.get("train_dataset", args[3] if len(args) >= 4 else None)
-            self.flip_rate_estimate = _run_flip_rate_estimator(
-                train_dataset, clean_pairs, flip_rate_estimator or _default_estimator(config.seed)
-            )
-            value = float(min(max(self.flip_rate_estimate.value, 0.0), MAX_ESTIMATED_FLIP_RATE))
-            if value != self.flip_rate_estimate.value:
-                logger.warning(
-                    "estimated flip rate %.4f clipped to %.4f for training", self.flip_rate_estimate.value, value
-                )
-            self.flip_rate = value
+            estimator = flip_rate_estimator or _default_estimator(
+                config, kwargs.get("ref_model") or model, tokenizer)
+            self.flip_rate_estimate = _run_flip_rate_estimator(train_dataset, clean_pairs, estimator)
+            self.flip_rate = _trained_flip_rate(self.flip_rate_estimate, config)
+        elif self.per_pair:
+            _check_pair_flip_rates(train_dataset)
+            self.flip_rate = 0.0  # the scalar TRL checks at construction; each batch brings its own ε_i
         else:
             self.flip_rate = 0.0 if config.flip_rate == AUTO else config.flip_rate
         config.label_smoothing = trl_label_smoothing(config.loss, self.flip_rate)
         with _quiet_trl_smoothing_warning(config.loss == "cdpo"):
             super().__init__(*args, **kwargs)
         self.label_smoothing = config.label_smoothing  # what TRL's loss reads
+        if self.per_pair:
+            self.data_collator = _WithPairFlipRates(self.data_collator)
         self.add_callback(_FlipRateLogCallback(self))
         self.add_callback(_FiniteParametersCallback(config.learning_rate))
 
@@ -121,6 +125,25 @@ class RobustDPOTrainer(DPOTrainer):
                 f"(all {counts.n_in} dropped): raise max_length or use truncation_mode='keep_end'"
             )
         return prepared
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if self.per_pair and PAIR_FLIP_RATE not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, PAIR_FLIP_RATE]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """With ``flip_rate="per-pair"``, TRL's robust loss with the batch's (B,) ε_i in place of one ε:
+        [(1−ε_i)(−log σ(z_i)) − ε_i(−log σ(−z_i))] / (1−2ε_i) for each pair i (Chowdhury et al. 2024, section 3,
+        with ε depending on the pair: still unbiased for the clean loss when ε_i is pair i's flip probability)."""
+        rates = inputs.pop(PAIR_FLIP_RATE, None)
+        if rates is None:  # e.g. evaluation pairs without rates: plain DPO (ε = 0)
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        scalar = self.label_smoothing
+        self.label_smoothing = rates.to(inputs["input_ids"].device, torch.float32)
+        try:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        finally:
+            self.label_smoothing = scalar
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -175,13 +198,60 @@ def _resolved_max_length(max_length: int | None, model, tokenizer) -> int:
     return max_length
 
 
-def _default_estimator(seed: int) -> Callable:
+def _default_estimator(config: RobustDPOConfig, reference, tokenizer) -> Callable:
+    """:func:`alignment.flip_rate.estimate_flip_rate` with ``config.flip_rate_scorer`` (the embeddings scorer
+    reads the reference model: the user's own model is the feature extractor)."""
     from .flip_rate import estimate_flip_rate
+    from .scorers import make_scorer
 
     def estimator(pairs: pd.DataFrame, clean_pairs: pd.DataFrame | None):
-        return estimate_flip_rate(pairs, clean_pairs=clean_pairs, seed=seed)
+        name = config.flip_rate_scorer
+        if name == "embeddings" and not isinstance(reference, str):
+            scorer = make_scorer(name, model=reference, tokenizer=tokenizer)
+        else:
+            scorer = make_scorer(name, path=config.reward_model if name == "reward-model" else reference)
+        return estimate_flip_rate(pairs, clean_pairs=clean_pairs, scorer=scorer, seed=config.seed)
 
     return estimator
+
+
+def _trained_flip_rate(estimate, config: RobustDPOConfig) -> float:
+    """The ε "auto" trains with: the accepted estimate (clipped to :data:`MAX_ESTIMATED_FLIP_RATE`), or the
+    fallback; :class:`~alignment.flip_rate.FlipRateRefusedError` when refused without one."""
+    from .flip_rate import resolve_flip_rate
+
+    value = resolve_flip_rate(estimate, max_ci_width=config.flip_rate_max_ci_width,
+                              fallback=config.flip_rate_fallback)
+    clipped = float(min(max(value, 0.0), MAX_ESTIMATED_FLIP_RATE))
+    if clipped != value:
+        logger.warning("flip rate %.4f clipped to %.4f for training", value, clipped)
+    return clipped
+
+
+def _check_pair_flip_rates(train_dataset) -> None:
+    """ValueError unless every training pair has a ``flip_rate`` in [0, 0.5) (``flip_rate="per-pair"``)."""
+    columns = getattr(train_dataset, "column_names", None) or list(getattr(train_dataset, "columns", []))
+    if PAIR_FLIP_RATE not in columns:
+        raise ValueError(f"flip_rate='per-pair' needs a {PAIR_FLIP_RATE!r} column (each pair's ε_i) in the training "
+                         "pairs, or annotator columns to derive it from (Dawid-Skene)")
+    for position, rate in enumerate(train_dataset[PAIR_FLIP_RATE], start=1):
+        try:
+            check_flip_rate(rate)
+        except ValueError as error:
+            raise ValueError(f"training pair {position}: {error}") from None
+
+
+class _WithPairFlipRates:
+    """TRL's preference collator, plus the batch's (B,) ``flip_rate`` tensor of the pairs' own ε_i."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def __call__(self, examples):
+        batch = self.collator([{k: v for k, v in e.items() if k != PAIR_FLIP_RATE} for e in examples])
+        if PAIR_FLIP_RATE in examples[0]:
+            batch[PAIR_FLIP_RATE] = torch.tensor([e[PAIR_FLIP_RATE] for e in examples], dtype=torch.float32)
+        return batch
 
 
 def _as_text_frame(pairs) -> pd.DataFrame | None:

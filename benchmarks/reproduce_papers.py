@@ -1,9 +1,13 @@
 """Reproduce the robust-recommendation papers' comparisons on ../shared/data; tables into benchmarks/results/.
 
     python benchmarks/reproduce_papers.py nbpo-amazon      # NBPO vs BPR (Yu & Qin, SIGIR 2020, Table 2)
+    python benchmarks/reproduce_papers.py nbpo-protocol    # the same, trained as the authors' code trains
+    python benchmarks/reproduce_papers.py nbpo-defaults    # NBPO with its defaults vs BPR/BPO: clean, hidden positives
     python benchmarks/reproduce_papers.py pld-gowalla      # PLD vs BPR/T-CE/R-CE/NBPO, injected noise r in {.1,.3,.5}
     python benchmarks/reproduce_papers.py deca             # every method on ml-100k-deca (real noise), clean test
     python benchmarks/reproduce_papers.py speed            # s/epoch of each method as a ratio to BPR's (Gowalla)
+    python benchmarks/reproduce_papers.py tuned deca       # every method with validation-selected settings,
+    python benchmarks/reproduce_papers.py tuned gowalla    #   r in {0, .1, .3, .5}, 3 seeds (compare --tune)
 
 Each writes ``benchmarks/results/<name>.md`` (the table, the settings, the exact command) and ``<name>.csv``
 (one row per run). Run directories go to ``--work`` (default ``runs/benchmarks``). The data folder comes from
@@ -32,6 +36,7 @@ from robustrec.evaluate import per_user_metrics
 from robustrec.runs import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
 RESULTS = ROOT / "benchmarks" / "results"
 
 
@@ -110,12 +115,134 @@ def nbpo_amazon(args) -> None:
     _write("nbpo-amazon", pd.DataFrame(table_rows), runs, notes)
 
 
+def nbpo_protocol(args) -> None:
+    """BPR and NBPO trained with the NBPO authors' protocol (benchmarks/nbpo_protocol.py) on their Amazon split:
+    BPR with their lambda_r = 1 and with lambda_r selected on the validation part, NBPO with their settings and
+    both updates (the likelihood's gradient, the authors' code's update). Test metrics at the epoch of best
+    validation NDCG@20; and the best test NDCG@20 over epochs, what choosing epochs on the test part gives."""
+    from nbpo_protocol import Protocol, train
+
+    split = prepare_data(DataSpec(path=str(_data_dir(args) / "amazon-electronics-nbpo"), format="nbpo-json")).split
+    runs = [("bpr", f"bpr lambda_r={l2:g}", Protocol(loss="bpr", l2=l2, epochs=args.epochs)) for l2 in args.bpr_l2]
+    runs += [("nbpo", f"nbpo ({update})", Protocol(loss="nbpo", update=update, epochs=args.epochs))
+             for update in ("likelihood", "authors")]
+    rows = []
+    for seed in args.seeds:
+        for loss, name, protocol in runs:
+            tic = time.perf_counter()
+            result = train(replace(protocol, seed=seed), split.train.matrix, split.validation.matrix,
+                           split.test.matrix)
+            sel = result["selected"]
+            rows.append({"loss": loss, "setting": name, "seed": seed, "epoch": sel["epoch"],
+                         "valid_NDCG@20": sel["valid_NDCG@20"], "best_test_NDCG@20": result["best_test_ndcg20"],
+                         **{k.removeprefix("test_"): v for k, v in sel.items() if k.startswith("test_")},
+                         "seconds": time.perf_counter() - tic})
+            print(f"{name} seed {seed}: epoch {sel['epoch']} valid {sel['valid_NDCG@20']:.4f} test NDCG@20 "
+                  f"{sel['test_NDCG@20']:.4f} (best over epochs {result['best_test_ndcg20']:.4f})", flush=True)
+    frame = pd.DataFrame(rows)
+    shown = ["valid_NDCG@20", "NDCG@5", "NDCG@10", "NDCG@20", "F1@5", "F1@10", "F1@20", "best_test_NDCG@20", "epoch"]
+    table = frame.groupby("setting", sort=False)[shown].agg(
+        lambda v: f"{v.mean():.4f} ± {v.std():.4f}" if len(v) > 1 else f"{v.mean():.4f}").reset_index()
+    bpr = frame[frame["loss"] == "bpr"].groupby("setting")["valid_NDCG@20"].mean()
+    notes = [
+        f"The authors' protocol (benchmarks/nbpo_protocol.py): MF dim 50, U[0,1)/sqrt(50) initialisation, batches of "
+        f"5,000 training pairs in file order with 4 uniform unvoted items each, gradients summed over the batch, "
+        f"weight decay lr*lambda on every row at every batch, plain gradient ascent lr 0.05 x 0.99 per epoch, "
+        f"{args.epochs} epochs; NBPO lambda_r 1, lambda_phi 5, phi factors started at +-5 U[0,1)/sqrt(50) "
+        "(phi ~ 0.002). Test metrics at the epoch of best validation NDCG@20; best_test_NDCG@20 picks the epoch "
+        "on the test part instead. Paper (Table 2): NDCG@5/10/20 BPR .0444/.0551/.0680, NBPO .0555/.0655/.0810; "
+        "F1@5/10/20 BPR .0326/.0317/.0275, NBPO .0401/.0357/.0313.",
+        f"BPR setting selected on validation (mean validation NDCG@20 over seeds): {bpr.idxmax()}.",
+    ]
+    _write("nbpo-protocol", table, frame, notes)
+
+
+#: The logs of ``nbpo-defaults``: name -> what it is.
+NBPO_LOGS = {
+    "amazon": "the NBPO paper's Amazon Electronics split (its own validation part)",
+    "deca": "ml-100k-deca (MovieLens-100K, density 5.2%; its own clean validation part)",
+    "ml-synthetic": "synthetic log of MovieLens density: 1,500 users x 1,000 items, mean activity 60 "
+                    "(robustrec.data.generate), 20% test, 10% of train for validation",
+    "ml-synthetic-hidden": "the same with half of each user's training positives hidden "
+                           "(robustrec.data.hide_positives 0.5: moved to the test part)",
+}
+
+
+def _nbpo_log(args, name: str, seed: int):
+    from robustrec.data import generate, hide_positives, random_holdout
+    from robustrec.data.split import Split
+
+    if name == "amazon":
+        return prepare_data(DataSpec(path=str(_data_dir(args) / "amazon-electronics-nbpo"), format="nbpo-json")).split
+    if name == "deca":
+        return prepare_data(DataSpec(path=str(_data_dir(args) / "ml-100k-deca"), format="deca")).split
+    split = generate(n_users=1500, n_items=1000, mean_activity=60, seed=seed)
+    if name.endswith("hidden"):
+        split = hide_positives(split, 0.5, seed=seed)
+    inner = random_holdout(split.train, test_fraction=0.1, seed=seed + 1)
+    return Split(train=inner.train, test=split.test, validation=inner.test)
+
+
+def _parse_variant(text: str) -> tuple[str, dict]:
+    """``"name:phi_prior=0.01,phi_dim=4"`` -> ("nbpo name", {"phi_prior": 0.01, "phi_dim": 4})."""
+    name, _, settings = text.partition(":")
+    values = {}
+    for item in filter(None, settings.split(",")):
+        key, _, value = item.partition("=")
+        values[key] = int(value) if value.lstrip("-").isdigit() else float(value)
+    return f"nbpo {name}", values
+
+
+def nbpo_defaults(args) -> None:
+    """BPR, BPO and NBPO (its defaults, and --variants) with TrainConfig's defaults otherwise, trained to
+    convergence (early stopping on the validation part), on clean logs and on a log with hidden positives."""
+    from robustrec.objectives import PHI
+    from robustrec.training import evaluate_model, fit
+
+    methods = [("bpr", {}), ("bpo", {}), ("nbpo (defaults)", {})] + [_parse_variant(v) for v in args.variants]
+    rows = []
+    for log_name in args.logs:
+        for seed in args.seeds:
+            split = _nbpo_log(args, log_name, seed)
+            for name, extra in methods:
+                loss = name.split()[0]
+                config = TrainConfig(loss=loss, seed=seed, epochs=args.epochs, eval_every=5, patience=3, **extra)
+                result = fit(config, split.train.matrix, split.validation.matrix, progress=False)
+                metrics = evaluate_model(result.model, split.train.matrix, split.test.matrix, (20,))
+                row = {"log": log_name, "method": name, "seed": seed, "recall@20": metrics["recall@20"],
+                       "ndcg@20": metrics["ndcg@20"], "best_epoch": result.best_epoch,
+                       "seconds_per_epoch": result.train_seconds / max(result.epochs, 1)}
+                if loss == "nbpo":  # how far the phi factors moved: phi = sigma(p.q + logit(phi_prior))
+                    p, q = result.model.embedding_matrices(PHI)
+                    row["phi_factor_norm"] = float((p.norm(dim=1).mean() * q.norm(dim=1).mean()).item())
+                rows.append(row)
+                print(f"{log_name} seed {seed} {name}: recall@20 {row['recall@20']:.4f} ndcg@20 {row['ndcg@20']:.4f}"
+                      f" (best epoch {result.best_epoch})", flush=True)
+    runs = pd.DataFrame(rows)
+    bpr = runs[runs["method"] == "bpr"].set_index(["log", "seed"])["recall@20"]
+    runs["ratio_to_bpr"] = [r["recall@20"] / bpr[(r["log"], r["seed"])] for _, r in runs.iterrows()]
+    table = runs.groupby(["log", "method"], sort=False).agg(
+        **{c: (c, lambda v: f"{v.mean():.4f} ± {v.std():.4f}") for c in ("recall@20", "ndcg@20", "ratio_to_bpr")},
+        best_epoch=("best_epoch", "mean"), seconds_per_epoch=("seconds_per_epoch", "median"),
+    ).round(2).reset_index()
+    notes = [
+        "Logs: " + "; ".join(f"{n}: {NBPO_LOGS[n]}" for n in args.logs) + ".",
+        f"TrainConfig's defaults (MF dim 64, batch 4096, 1 sampled item per observed one, fused row-wise Adagrad lr "
+        f"0.05, l2 1e-4) for every method, at most {args.epochs} epochs with early stopping on validation "
+        f"recall@20 (every 5 epochs, patience 3); seeds {', '.join(map(str, args.seeds))} (model, and split of the "
+        "synthetic logs). ratio_to_bpr: recall@20 / BPR's on the same log and seed, mean ± std over seeds. "
+        "phi_factor_norm in the csv: mean |p_u| x mean |q_i| of the phi factors after training (0: phi is its prior "
+        "everywhere). Variants: " + ", ".join(args.variants) + ".",
+    ]
+    _write(f"nbpo-defaults{args.tag}", table, runs, notes)
+
+
 def pld_gowalla(args) -> None:
     """PLD vs BPR, T-CE, R-CE and NBPO (MF) on Gowalla with PLD's injected noise, several seeds."""
     spec = DataSpec(path=str(_data_dir(args) / "gowalla"), format="lightgcn")
     steps_per_epoch = int(np.ceil(810_128 * 1.3 / args.batch_size))
     base = TrainConfig(dim=64, batch_size=args.batch_size, epochs=args.epochs, lr=0.05, l2=1e-4, eval_every=0,
-                       pld_warmup_epochs=args.pld_warmup, tce_warmup_steps=args.pld_warmup * steps_per_epoch)
+                       pld_warmup_epochs=args.pld_warmup, tce_warmup_epochs=args.pld_warmup)
     configs = [
         replace(base, loss="bpr"),
         replace(base, loss="bpr", sampler="pld"),
@@ -170,7 +297,7 @@ def deca(args) -> None:
     spec = DataSpec(path=str(_data_dir(args) / "ml-100k-deca"), format="deca")
     steps_per_epoch = int(np.ceil(79_619 / args.batch_size))
     base = TrainConfig(dim=64, batch_size=args.batch_size, epochs=args.epochs, lr=0.05, l2=1e-4, eval_every=5,
-                       patience=3, pld_warmup_epochs=5, tce_warmup_steps=10 * steps_per_epoch)
+                       patience=3, pld_warmup_epochs=5, tce_warmup_epochs=10)
     configs = []
     for model in args.models:
         configs += [replace(base, model=model, loss=loss) for loss in ("bpr", "bpo", "nbpo", "tce", "rce")]
@@ -186,6 +313,55 @@ def deca(args) -> None:
         "ranked in their user's top-20, training items not masked.",
     ]
     _write("deca", table, runs, notes)
+
+
+#: The data sets of the ``tuned`` table: spec and the settings of the runs that differ from TrainConfig's defaults.
+TUNED_DATA = {
+    "deca": dict(path="ml-100k-deca", format="deca", validation_fraction=0.0),  # its own clean validation part
+    "gowalla": dict(path="gowalla", format="lightgcn", validation_fraction=0.1),  # carved from train
+}
+TUNED_METHODS = ("mf/bpr/uniform", "mf/bpo/uniform", "mf/nbpo/uniform", "mf/tce/uniform", "mf/rce/uniform",
+                 "mf/bpr/pld")
+
+
+def tuned(args) -> None:
+    """Every method with its settings selected on the validation part (``compare --tune``: the same trial and epoch
+    budget each, per noise ratio, on the first seed's data), then trained with every seed; clean-test metrics."""
+    from robustrec.compare import parse_method
+    from robustrec.tune import TuneSettings
+
+    where = dict(TUNED_DATA[args.dataset])
+    spec = DataSpec(path=str(_data_dir(args) / where.pop("path")), max_users=args.max_users, **where)
+    base = TrainConfig(dim=64, batch_size=args.batch_size, epochs=args.epochs, eval_every=args.eval_every,
+                       patience=args.patience, pld_warmup_epochs=args.pld_warmup)
+    configs = []
+    for text in args.methods:
+        model, loss, sampler = parse_method(text)
+        configs.append((text, replace(base, model=model, loss=loss, sampler=sampler)))
+    settings = TuneSettings(trials=args.trials, startup_trials=args.startup_trials)
+    out = Path(args.work) / f"tuned-{args.dataset}{args.tag}"
+    runs = compare_runs(configs, spec, out, ratios=args.ratios, seeds=args.seeds, tuning=settings,
+                        overwrite=True)
+    table = summarize(runs)
+    table = table.drop(columns=[c for c in ("seconds_per_epoch", "time_ratio") if c in table])
+    notes = [
+        f"Data: {spec.path} ({spec.format}); validation: " + (f"{spec.validation_fraction:g} of each user's training "
+        "interactions" if spec.validation_fraction else "the data's own validation part") +
+        (f"; {args.max_users} sampled users" if args.max_users else "") + ". Noise: per user floor(r |train_u|) "
+        "random unobserved items added to the training part only; the test part stays clean.",
+        f"Selection (python -m robustrec compare --tune): per noise ratio, on seed {args.seeds[0]}'s data, each method "
+        f"gets {args.trials} Optuna trials (seeded TPE, {args.startup_trials} random start-up trials, the defaults "
+        f"as first trial, median pruning between validations) over its search space (robustrec.config.search_space),"
+        f" each trial at most {args.epochs} epochs with early stopping on validation recall@20 (every "
+        f"{args.eval_every} epochs, patience {args.patience}); the selected settings are in the `selected` column. "
+        f"Then every seed ({', '.join(map(str, args.seeds))}) trains the selected settings the same way; test "
+        "metrics of the best validation epoch, mean ± std over seeds.",
+        f"Fixed: MF dim 64, batch {args.batch_size}, 1 sampled item per observed one, fused row-wise Adagrad; PLD "
+        f"warm-up {args.pld_warmup} epochs. Studies: {out}/tune/.",
+        "noisy_in_top20 / clean_in_top20: share of the injected (or, on deca, rating < 4) / other training "
+        "interactions ranked in their user's top-20, training items not masked.",
+    ]
+    _write(f"tuned-{args.dataset}{args.tag}", table, runs, notes)
 
 
 def speed(args) -> None:
@@ -227,6 +403,17 @@ def main(argv=None) -> int:
     a = sub.add_parser("nbpo-amazon")
     a.add_argument("--epochs", type=int, default=200)
     a.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p = sub.add_parser("nbpo-protocol")
+    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--bpr-l2", type=float, nargs="+", default=[1.0, 0.3, 0.1, 0.03])
+    n = sub.add_parser("nbpo-defaults")
+    n.add_argument("--logs", nargs="+", default=list(NBPO_LOGS), choices=list(NBPO_LOGS))
+    n.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    n.add_argument("--epochs", type=int, default=100)
+    n.add_argument("--variants", nargs="*", default=["paper prior:phi_prior=0.1,phi_dim=0"],
+                   help="NBPO rows besides its defaults, NAME:FIELD=VALUE,... (TrainConfig fields)")
+    n.add_argument("--tag", default="", help="suffix of the result name")
     g = sub.add_parser("pld-gowalla")
     g.add_argument("--epochs", type=int, default=10)
     g.add_argument("--batch-size", type=int, default=4096)
@@ -242,13 +429,28 @@ def main(argv=None) -> int:
     d.add_argument("--batch-size", type=int, default=2048)
     d.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     d.add_argument("--models", nargs="+", default=["mf", "lightgcn"])
+    t = sub.add_parser("tuned")
+    t.add_argument("dataset", choices=sorted(TUNED_DATA))
+    t.add_argument("--methods", nargs="+", default=list(TUNED_METHODS), metavar="MODEL/LOSS/SAMPLER")
+    t.add_argument("--ratios", type=float, nargs="+", default=[0.0, 0.1, 0.3, 0.5])
+    t.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    t.add_argument("--trials", type=int, default=10)
+    t.add_argument("--startup-trials", type=int, default=4)
+    t.add_argument("--epochs", type=int, default=60)
+    t.add_argument("--eval-every", type=int, default=5)
+    t.add_argument("--patience", type=int, default=2)
+    t.add_argument("--batch-size", type=int, default=4096)
+    t.add_argument("--pld-warmup", type=int, default=5)
+    t.add_argument("--max-users", type=int, default=None, help="a seeded sample of users (reduced budget)")
+    t.add_argument("--tag", default="", help="suffix of the result and work names")
     sp_ = sub.add_parser("speed")
     sp_.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     tic = time.perf_counter()
-    {"nbpo-amazon": nbpo_amazon, "pld-gowalla": pld_gowalla, "deca": deca, "speed": speed}[args.what](args)
+    {"nbpo-amazon": nbpo_amazon, "nbpo-protocol": nbpo_protocol, "nbpo-defaults": nbpo_defaults, "pld-gowalla": pld_gowalla, "deca": deca, "speed": speed,
+     "tuned": tuned}[args.what](args)
     print(f"done in {time.perf_counter() - tic:.0f}s")
     return 0
 

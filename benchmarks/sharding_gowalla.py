@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMON = ["--lr", "0.05", "--l2", "3e-4", "--eval-every", "0"]
+COMMON = ["--lr", "0.05", "--l2", "3e-4", "--eval-every", "0", "--engine", "autograd"]  # the engine sharding uses
 
 
 def _command(out: Path, data: str, epochs: int, ranks: int, extra: list[str], torchrun: list[str]) -> list[str]:

@@ -9,16 +9,21 @@ configuration trains on it. Written into ``--out``: ``runs.csv`` (one row per ru
 directory per run. The table holds clean-test metrics, seconds per epoch (and its ratio to the first
 configuration's) and ``noisy_in_top20``, the share of injected noisy training interactions the model still
 ranks in their user's top-20.
+
+With ``--tune`` every configuration first gets the same validation-selection budget (:mod:`robustrec.tune`: the
+same trials and epochs) per noise ratio, on the first seed's data; every seed then trains the selected settings,
+which the tables show in their ``selected`` column beside the clean-test metrics. The studies are written to
+``tune/r<R>/<method>/``.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -30,6 +35,9 @@ from robustrec.objectives import LOSSES
 from robustrec.rundir import RunDirectory
 from robustrec.runs import train_run
 from robustrec.samplers import SAMPLERS
+
+if TYPE_CHECKING:
+    from robustrec.tune import TuneSettings
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +73,7 @@ def compare_runs(
     metric: str = "recall@20",
     progress: bool = False,
     overwrite: bool = False,
+    tuning: TuneSettings | None = None,
 ) -> pd.DataFrame:
     """Train every ``(name, config)`` for every noise ratio and seed on shared data; write the tables.
 
@@ -74,7 +83,8 @@ def compare_runs(
     with ``overwrite``.
     """
     with RunDirectory(out, finished=SUMMARY_MD, overwrite=overwrite) as run:
-        frame = _train_all(configs, spec, run.path, ratios=ratios, seeds=seeds, metric=metric, progress=progress)
+        frame = _train_all(configs, spec, run.path, ratios=ratios, seeds=seeds, metric=metric, progress=progress,
+                           tuning=tuning)
         first = frame.groupby(["inject_noise", "seed"])["seconds_per_epoch"].transform("first")
         frame["time_ratio"] = frame["seconds_per_epoch"] / first
         atomic.save_text(frame.to_csv(index=False), run.path / RUNS_FILE)
@@ -87,25 +97,47 @@ def compare_runs(
     return frame
 
 
-def _train_all(configs, spec: DataSpec, out: Path, *, ratios, seeds, metric: str, progress: bool) -> pd.DataFrame:
-    """One run directory per (noise ratio, seed, configuration) under ``out``; their metrics, one row each."""
+def _train_all(configs, spec: DataSpec, out: Path, *, ratios, seeds, metric: str, progress: bool,
+               tuning: TuneSettings | None = None) -> pd.DataFrame:
+    """One run directory per (noise ratio, seed, configuration) under ``out``; their metrics, one row each. With
+    ``tuning``, each configuration's settings are first selected per ratio on the first seed's data."""
     rows = []
-    for ratio, seed in itertools.product(ratios, seeds):
-        run_spec = replace(spec, inject_noise=float(ratio), seed=int(seed))
-        tic = time.perf_counter()
-        prepared = prepare_data(run_spec)
-        log.info("data r=%s seed=%s: %r (%.1fs)", ratio, seed, prepared.split, time.perf_counter() - tic)
-        for name, config in configs:
-            config = replace(config, seed=int(seed))
-            run_dir = out / f"r{ratio:g}" / f"seed{seed}" / name.replace("/", "-")
-            metrics = train_run(config, run_spec, run_dir, prepared=prepared, progress=progress)
-            row = {"method": name, "inject_noise": float(ratio), "seed": int(seed), "model": config.model,
-                   "loss": config.loss, "sampler": config.sampler, **metrics}
-            rows.append(row)
-            log.info("%s r=%s seed=%s: %s=%.4f, %.2fs/epoch", name, ratio, seed, metric, metrics[metric],
-                     metrics["seconds_per_epoch"])
-            atomic.save_text(pd.DataFrame(rows).to_csv(index=False), out / RUNS_FILE)  # partial results
+    for ratio in ratios:
+        selected: dict[str, tuple[TrainConfig, str]] = {}
+        for seed in seeds:
+            run_spec = replace(spec, inject_noise=float(ratio), seed=int(seed))
+            tic = time.perf_counter()
+            prepared = prepare_data(run_spec)
+            log.info("data r=%s seed=%s: %r (%.1fs)", ratio, seed, prepared.split, time.perf_counter() - tic)
+            if tuning is not None and not selected:
+                selected = _tune_all(configs, run_spec, prepared, out / "tune" / f"r{ratio:g}", tuning, seed=seed)
+            for name, config in configs:
+                config, shown = selected.get(name, (config, None))
+                config = replace(config, seed=int(seed))
+                run_dir = out / f"r{ratio:g}" / f"seed{seed}" / name.replace("/", "-")
+                metrics = train_run(config, run_spec, run_dir, prepared=prepared, progress=progress)
+                row = {"method": name, "inject_noise": float(ratio), "seed": int(seed), "model": config.model,
+                       "loss": config.loss, "sampler": config.sampler, **metrics}
+                if shown is not None:
+                    row["selected"] = shown
+                rows.append(row)
+                log.info("%s r=%s seed=%s: %s=%.4f, %.2fs/epoch", name, ratio, seed, metric, metrics[metric],
+                         metrics["seconds_per_epoch"])
+                atomic.save_text(pd.DataFrame(rows).to_csv(index=False), out / RUNS_FILE)  # partial results
     return pd.DataFrame(rows)
+
+
+def _tune_all(configs, spec: DataSpec, prepared, out: Path, tuning: TuneSettings, *, seed: int):
+    """name -> (configuration with the settings selected on ``prepared``'s validation part, those settings)."""
+    from robustrec.tune import describe, tune
+
+    selected = {}
+    for name, config in configs:
+        result = tune(replace(config, seed=int(seed)), spec, out / name.replace("/", "-"), tuning, prepared=prepared)
+        selected[name] = (result.best_config, describe(result.selected))
+        log.info("%s r=%s: selected %s (validation %s %.4f)", name, spec.inject_noise, selected[name][1],
+                 config.early_stop_metric, result.best_value)
+    return selected
 
 
 def summarize(frame: pd.DataFrame, *, metric: str = "recall@20") -> pd.DataFrame:
@@ -114,6 +146,8 @@ def summarize(frame: pd.DataFrame, *, metric: str = "recall@20") -> pd.DataFrame
     rows = []
     for (method, ratio), group in frame.groupby(["method", "inject_noise"], sort=False):
         row = {"method": method, "noise": ratio, "seeds": len(group)}
+        if "selected" in group:
+            row["selected"] = group["selected"].iloc[0]
         for c in columns:
             values = group[c].astype(float)
             digits = 2 if c in ("seconds_per_epoch", "time_ratio") else 4

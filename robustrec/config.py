@@ -11,6 +11,7 @@ import math
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 
+from robustrec.engines import ENGINES, resolve_engine
 from robustrec.evaluate import DEFAULT_KS, METRICS
 from robustrec.models import MODELS
 from robustrec.objectives import LOSSES
@@ -19,6 +20,21 @@ from robustrec.samplers import SAMPLERS
 
 #: Names of 0.1 kept for one release: NBPO's φ head was called "flip" (``--flip-l2`` etc.).
 DEPRECATED_NAMES: dict[str, str] = {"flip_l2": "phi_l2", "flip_prior": "phi_prior", "flip_dim": "phi_dim"}
+
+
+@dataclass(frozen=True)
+class Search:
+    """Where ``python -m robustrec tune`` searches a setting (the ``"search"`` metadata of a TrainConfig field).
+
+    low, high: the range, bounds included; log: search on a log scale; integer: integer values only.
+    used_by: the losses, samplers or models whose runs use the setting (empty: every run).
+    """
+
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+    used_by: tuple[str, ...] = ()
 
 
 @dataclass
@@ -31,25 +47,39 @@ class TrainConfig:
     dim: int = field(default=64, metadata={"help": "embedding dimension"})
     epochs: int = field(default=30, metadata={"help": "maximum number of passes over the training interactions"})
     batch_size: int = field(default=4096, metadata={"help": "observed interactions per batch"})
-    lr: float = field(default=0.05, metadata={"help": "learning rate of the fused table optimizer"})
+    lr: float = field(default=0.05, metadata={"help": "learning rate of the fused table optimizer",
+                                              "search": Search(0.005, 0.5, log=True)})
     optimizer: str = field(default="rowwise_adagrad", metadata={"help": "fused table optimizer",
                                                                 "choices": OPTIMIZERS})
     l2: float = field(default=1e-4, metadata={"help": "L2 weight on the batch's preference embeddings "
-                                                      "(NBPO: lambda_r)"})
+                                                      "(NBPO: lambda_r)",
+                                              "search": Search(1e-6, 0.1, log=True)})
     n_negatives: int = field(default=1, metadata={"help": "sampled unobserved items per observed one"})
     init_std: float = field(default=0.1, metadata={"help": "std of the normal initialisation of the tables"})
     phi_l2: float = field(default=0.1, metadata={"help": "nbpo: L2 weight on the phi factors (lambda_phi); keep it "
-                                                         "~1000x l2 or phi learns the interaction pattern itself"})
-    phi_dim: int = field(default=0, metadata={"help": "nbpo: dimension of the phi factors (0: same as --dim); "
-                                                      "a small phi model is cheaper and stays a weak correction"})
-    phi_prior: float = field(default=0.1, metadata={"help": "nbpo: phi where the phi factors are 0 (its start "
-                                                            "value), in (0, 1)"})
+                                                         "~1000x l2 or phi learns the interaction pattern itself",
+                                                 "search": Search(1e-3, 10.0, log=True, used_by=("nbpo",))})
+    phi_dim: int = field(default=4, metadata={"help": "nbpo: dimension of the phi factors (0: same as --dim); "
+                                                      "with the default phi_l2 they shrink to 0 (phi = phi_prior), so "
+                                                      "a small phi model costs least"})
+    phi_prior: float = field(default=0.01, metadata={"help": "nbpo: phi where the phi factors are 0 (its start "
+                                                             "value; with the default phi_l2, phi itself), in (0, 1)",
+                                                    "search": Search(0.005, 0.5, log=True, used_by=("nbpo",))})
     tce_max_drop: float = field(default=0.2, metadata={"help": "tce: final share of each batch's positives "
-                                                               "dropped, in [0, 1)"})
-    tce_warmup_steps: int = field(default=30_000, metadata={"help": "tce: steps for the drop rate to grow from 0"})
-    rce_beta: float = field(default=0.25, metadata={"help": "rce: exponent of the detached sigma(s)^beta weights"})
-    pld_pool_size: int = field(default=5, metadata={"help": "pld: observed candidates per row (k)"})
-    pld_temperature: float = field(default=0.1, metadata={"help": "pld: softmax temperature tau of the selection"})
+                                                               "dropped, in [0, 1)",
+                                                       "search": Search(0.05, 0.5, used_by=("tce",))})
+    tce_warmup_epochs: float = field(default=10.0, metadata={
+        "help": "tce: epochs for the drop rate to grow from 0 to tce_max_drop (the paper's 30,000 steps were 9.2 "
+                "epochs of its Yelp data); converted to steps with the run's steps per epoch",
+        "search": Search(0.0, 20.0, used_by=("tce",))})
+    tce_warmup_steps: int | None = field(default=None, metadata={
+        "help": "tce: the warm-up as a fixed number of steps instead (overrides tce_warmup_epochs)"})
+    rce_beta: float = field(default=0.25, metadata={"help": "rce: exponent of the detached sigma(s)^beta weights",
+                                                    "search": Search(0.01, 1.0, log=True, used_by=("rce",))})
+    pld_pool_size: int = field(default=5, metadata={"help": "pld: observed candidates per row (k)",
+                                                    "search": Search(2, 10, integer=True, used_by=("pld",))})
+    pld_temperature: float = field(default=0.1, metadata={"help": "pld: softmax temperature tau of the selection",
+                                                          "search": Search(0.02, 1.0, log=True, used_by=("pld",))})
     pld_warmup_epochs: int = field(default=5, metadata={"help": "pld: epochs of plain uniform sampling first"})
     n_layers: int = field(default=3, metadata={"help": "lightgcn: propagation layers"})
     seed: int = field(default=0, metadata={"help": "seed of initialisation and sampling"})
@@ -58,6 +88,14 @@ class TrainConfig:
     patience: int = field(default=3, metadata={"help": "validations without improvement before stopping"})
     ks: tuple[int, ...] = field(default=DEFAULT_KS, metadata={"help": "cut-offs of the ranking metrics"})
     device: str = field(default="cpu", metadata={"help": "torch device"})
+    engine: str = field(default="auto", metadata={"help": "training engine: 'kernel' the fused CPU kernel (MF on "
+                                                          "CPU), 'autograd' the torchrec/FBGEMM step per batch, "
+                                                          "'auto' the kernel where it applies",
+                                                  "choices": ENGINES})
+    deterministic: bool = field(default=False, metadata={"help": "kernel engine: one thread, bit-identical reruns "
+                                                                 "(default: every thread, each training whole "
+                                                                 "mini-batches that update the tables without "
+                                                                 "locks, so reruns differ slightly)"})
 
     def __post_init__(self) -> None:
         from robustrec.optim import check_optimizer
@@ -81,7 +119,9 @@ class TrainConfig:
             raise ValueError(f"phi_prior must be in (0, 1), got {self.phi_prior}")
         if not 0 <= self.tce_max_drop < 1:
             raise ValueError(f"tce_max_drop must be in [0, 1), got {self.tce_max_drop}")
-        if self.tce_warmup_steps < 0:
+        if not (self.tce_warmup_epochs >= 0 and math.isfinite(self.tce_warmup_epochs)):
+            raise ValueError(f"tce_warmup_epochs must be a finite number >= 0, got {self.tce_warmup_epochs}")
+        if self.tce_warmup_steps is not None and self.tce_warmup_steps < 0:
             raise ValueError(f"tce_warmup_steps must be >= 0, got {self.tce_warmup_steps}")
         if not self.ks or min(self.ks) < 1:
             raise ValueError(f"ks must be cut-offs >= 1, got {' '.join(map(str, self.ks))}")
@@ -102,6 +142,7 @@ class TrainConfig:
         if self.pld_temperature <= 0 or self.pld_warmup_epochs < 0 or self.n_layers < 0:
             raise ValueError("need pld_temperature > 0, pld_warmup_epochs >= 0 and n_layers >= 0")
         check_optimizer(self.optimizer, check_device(self.device))
+        resolve_engine(self)  # validates the engine for this model and device
 
     def warn_schedule(self) -> None:
         """Warn about settings that make part of the configuration a no-op over ``epochs`` (called before training,
@@ -119,6 +160,18 @@ class TrainConfig:
     def from_dict(cls, data: dict) -> "TrainConfig":
         """The config of ``data`` (e.g. config.json's ``"train"``); names of 0.1 are accepted with a warning."""
         return cls(**upgrade_names(data, known={f.name for f in fields(cls)}, what="TrainConfig fields"))
+
+
+def search_space(config: TrainConfig) -> dict[str, Search]:
+    """The settings ``tune`` searches for ``config``'s method: field name -> :class:`Search`, for every field whose
+    ``"search"`` metadata is used by every run or by the config's model, loss or sampler."""
+    method = {config.model, config.loss, config.sampler}
+    space = {}
+    for f in fields(config):
+        search = f.metadata.get("search")
+        if search is not None and (not search.used_by or method & set(search.used_by)):
+            space[f.name] = search
+    return space
 
 
 def check_device(name: str):

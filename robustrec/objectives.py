@@ -33,11 +33,30 @@ def heads_for(loss: str) -> tuple[str, ...]:
     return (PREFERENCE, PHI) if loss == "nbpo" else (PREFERENCE,)
 
 
-def tce_drop_rate(config: TrainConfig, step: int) -> float:
-    """T-CE's schedule: grows linearly from 0 to ``tce_max_drop`` over ``tce_warmup_steps``."""
-    if config.tce_warmup_steps == 0:
+def tce_warmup_steps(config: TrainConfig, steps_per_epoch: int | None) -> int:
+    """Steps over which T-CE's drop rate grows: ``tce_warmup_steps`` when set, else ``tce_warmup_epochs`` times
+    the run's ``steps_per_epoch`` (batches per epoch), rounded.
+
+    The paper's 30,000 steps (Wang et al. 2021; batch 1024, one negative per positive) are 9.2 epochs of its Yelp
+    data: a fixed number of steps would be a fraction of an epoch on a small log and many epochs on a big one.
+    """
+    if config.tce_warmup_steps is not None:
+        return config.tce_warmup_steps
+    if steps_per_epoch is None:
+        raise ValueError("tce: the drop-rate warm-up is set in epochs (tce_warmup_epochs) but the trainer gave no "
+                         "steps_per_epoch; pass it to objective_loss, or set tce_warmup_steps")
+    return round(config.tce_warmup_epochs * steps_per_epoch)
+
+
+def tce_drop_rate(config: TrainConfig, step: int, steps_per_epoch: int | None = None) -> float:
+    """T-CE's schedule: grows linearly from 0 to ``tce_max_drop`` over the warm-up (:func:`tce_warmup_steps`)."""
+    no_warmup = config.tce_warmup_steps == 0 if config.tce_warmup_steps is not None else config.tce_warmup_epochs == 0
+    if no_warmup:
         return config.tce_max_drop
-    return config.tce_max_drop * min(step / config.tce_warmup_steps, 1.0)
+    if step == 0 or config.tce_max_drop == 0:  # whatever the warm-up's length
+        return 0.0
+    warmup = tce_warmup_steps(config, steps_per_epoch)
+    return config.tce_max_drop * min(step / max(warmup, 1), 1.0)
 
 
 def nbpo_unvoted_nll(s: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -49,13 +68,16 @@ def nbpo_unvoted_nll(s: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return F.softplus(-s) + F.softplus(g) - log_num
 
 
-def objective_loss(output: ModelOutput, config: TrainConfig, *, step: int = 0) -> torch.Tensor:
+def objective_loss(
+    output: ModelOutput, config: TrainConfig, *, step: int = 0, steps_per_epoch: int | None = None
+) -> torch.Tensor:
     """Mean loss of one batch.
 
     Args:
         output: scores (B, K) per head; column 0 observed, columns 1.. sampled unobserved.
         config: which loss and its settings (a :class:`~robustrec.config.TrainConfig`).
         step: global optimisation step (for losses with schedules).
+        steps_per_epoch: batches per epoch of the run (T-CE's warm-up is set in epochs).
     """
     scores = output.scores[PREFERENCE]
     positive, negative = scores[:, 0], scores[:, 1:]
@@ -68,14 +90,14 @@ def objective_loss(output: ModelOutput, config: TrainConfig, *, step: int = 0) -
         return (F.softplus(-positive) + F.softplus(negative).sum(1)).mean() + reg
     if config.loss == "nbpo":
         # Yu & Qin 2020, eq. 9: observed: R(1-phi); unvoted: (1-R) + R·phi; R = sigma(s), phi = sigma(g)
-        g = output.scores[PHI] + math.log(config.phi_prior / (1 - config.phi_prior))
+        g = output.scores[PHI] + phi_logit(config)
         g_pos, g_neg = g[:, 0], g[:, 1:]
         nll = F.softplus(-positive) + F.softplus(g_pos) + nbpo_unvoted_nll(negative, g_neg).sum(1)
         return nll.mean() + reg + config.phi_l2 * output.sq_norms[PHI]
     if config.loss == "tce":
         # Wang et al. 2021, T-CE: drop the floor(drop(step)·B) largest-loss positives of the batch
         pos_loss = F.softplus(-positive)
-        n_drop = int(tce_drop_rate(config, step) * pos_loss.numel())
+        n_drop = int(tce_drop_rate(config, step, steps_per_epoch) * pos_loss.numel())
         if n_drop:
             dropped = torch.topk(pos_loss.detach(), n_drop).indices
             pos_loss = pos_loss.index_fill(0, dropped, 0.0)
@@ -86,3 +108,170 @@ def objective_loss(output: ModelOutput, config: TrainConfig, *, step: int = 0) -
         w_neg = torch.sigmoid(-negative).detach().pow(config.rce_beta)
         return (w_pos * F.softplus(-positive) + (w_neg * F.softplus(negative)).sum(1)).mean() + reg
     raise AssertionError(f"unhandled loss {config.loss!r}")  # TrainConfig validates names
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-row score gradients for the fused CPU training kernel (robustrec.kernels).
+#
+# Plain scalar code (``math`` only, no torch) that numba compiles into the kernel; each branch mirrors
+# one branch of objective_loss and is checked against autograd through it (tests/recommender/
+# test_kernel.py). A row is one user's scores s[b] (1 + K,) against its observed item (column 0) and K
+# sampled unobserved items; NBPO also gets the raw φ scores g[b] (1 + K,) = p_u·q_i, to which the
+# prior's logit is added here. A row function writes d(row loss)/ds into ds (NBPO: d/dg into dg) and
+# returns the row loss as (observed-item term, sampled-items term). objective_loss's batch loss is
+# the mean of the rows' losses plus the L2 terms on the batch's embeddings, which the kernel adds. The row
+# functions index (B, 1 + K) batch arrays by the row b (no per-row array views in the kernel's hot loop).
+
+LOSS_CODES = {name: code for code, name in enumerate(LOSSES)}
+_BPR, _NBPO, _RCE = LOSS_CODES["bpr"], LOSS_CODES["nbpo"], LOSS_CODES["rce"]
+
+
+def softplus_scalar(x: float) -> float:
+    """log(1 + e^x) without overflow."""
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
+
+def sigmoid_scalar(x: float) -> float:
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def bpr_row(s, g, ds, dg, b, logit_prior, rce_beta):
+    """BPR: mean over k of softplus(s_k − s_0); pairwise, so the whole loss is the sampled-items term."""
+    n_neg = s.shape[1] - 1
+    total, d_observed = 0.0, 0.0
+    for k in range(1, n_neg + 1):
+        x = float(s[b, k]) - float(s[b, 0])
+        total += softplus_scalar(x)
+        d = sigmoid_scalar(x) / n_neg
+        ds[b, k] = d
+        d_observed -= d
+    ds[b, 0] = d_observed
+    return 0.0, total / n_neg
+
+
+def pointwise_row(s, g, ds, dg, b, logit_prior, rce_beta):
+    """BCE / BPO / T-CE before its drop: softplus(−s_0) + Σ_k softplus(s_k)."""
+    s0 = float(s[b, 0])
+    ds[b, 0] = -sigmoid_scalar(-s0)
+    sampled = 0.0
+    for k in range(1, s.shape[1]):
+        x = float(s[b, k])
+        sampled += softplus_scalar(x)
+        ds[b, k] = sigmoid_scalar(x)
+    return softplus_scalar(-s0), sampled
+
+
+def nbpo_row(s, g, ds, dg, b, logit_prior, rce_beta):
+    """NBPO: −log R(1−φ) for the observed item, −log((1−R) + Rφ) for each sampled one (R = σ(s), φ = σ(g)).
+
+    With A = e^{−s}, G = e^{g} and Z = A + G + AG = (1 + A)(1 + G) − 1: the sampled term is
+    softplus(−s) + softplus(g) − log Z = log(1 + 1/Z), its derivatives σ(−s)/Z and −σ(g)/Z (the posterior
+    pull toward a hidden positive). Scores beyond ±30 take the overflow-safe log-sum-exp form.
+    """
+    s0, g0 = float(s[b, 0]), float(g[b, 0]) + logit_prior
+    ds[b, 0] = -sigmoid_scalar(-s0)
+    dg[b, 0] = sigmoid_scalar(g0)
+    sampled = 0.0
+    for k in range(1, s.shape[1]):
+        sk, gk = float(s[b, k]), float(g[b, k]) + logit_prior
+        if abs(sk) < 30.0 and abs(gk) < 30.0:
+            a, e_g = math.exp(-sk), math.exp(gk)
+            inv_z = 1.0 / (a + e_g + a * e_g)
+            sampled += math.log1p(inv_z)
+            ds[b, k] = a / (1.0 + a) * inv_z
+            dg[b, k] = -e_g / (1.0 + e_g) * inv_z
+        else:
+            top = max(-sk, max(gk, gk - sk))
+            log_z = top + math.log(math.exp(-sk - top) + math.exp(gk - top) + math.exp(gk - sk - top))
+            sampled += softplus_scalar(-sk) + softplus_scalar(gk) - log_z
+            inv_z = math.exp(-log_z)
+            ds[b, k] = sigmoid_scalar(-sk) * inv_z
+            dg[b, k] = -sigmoid_scalar(gk) * inv_z
+    return softplus_scalar(-s0) + softplus_scalar(g0), sampled
+
+
+def rce_row(s, g, ds, dg, b, logit_prior, rce_beta):
+    """R-CE: BCE with detached weights σ(s_0)^β on the observed item and (1 − σ(s_k))^β on sampled ones."""
+    s0 = float(s[b, 0])
+    w = sigmoid_scalar(s0) ** rce_beta
+    ds[b, 0] = -w * sigmoid_scalar(-s0)
+    sampled = 0.0
+    for k in range(1, s.shape[1]):
+        x = float(s[b, k])
+        w_k = sigmoid_scalar(-x) ** rce_beta
+        sampled += w_k * softplus_scalar(x)
+        ds[b, k] = w_k * sigmoid_scalar(x)
+    return w * softplus_scalar(-s0), sampled
+
+
+def row_gradients(code, s, g, ds, dg, b, logit_prior, rce_beta):
+    """Row ``b`` of the loss ``LOSS_CODES[name] == code``: reads s[b] (and g[b]) of (B, 1 + K) scores, writes
+    ds[b] (and dg[b]), returns (observed-item term, sampled-items term); see the comment above."""
+    if code == _BPR:
+        return bpr_row(s, g, ds, dg, b, logit_prior, rce_beta)
+    if code == _NBPO:
+        return nbpo_row(s, g, ds, dg, b, logit_prior, rce_beta)
+    if code == _RCE:
+        return rce_row(s, g, ds, dg, b, logit_prior, rce_beta)
+    return pointwise_row(s, g, ds, dg, b, logit_prior, rce_beta)  # bce, bpo, tce
+
+
+def kth_largest(values, k):
+    """The k-th largest of ``values`` (n,) for 1 <= k <= n, by quickselect; reorders ``values`` in place."""
+    target, lo, hi = k - 1, 0, values.shape[0] - 1
+    while lo < hi:
+        pivot = values[(lo + hi) // 2]
+        i, j = lo, hi
+        while i <= j:  # Hoare partition into descending order
+            while values[i] > pivot:
+                i += 1
+            while values[j] < pivot:
+                j -= 1
+            if i <= j:
+                values[i], values[j] = values[j], values[i]
+                i += 1
+                j -= 1
+        if target <= j:
+            hi = j
+        elif target >= i:
+            lo = i
+        else:
+            break
+    return values[target]
+
+
+def tce_dropped(observed_losses, n_drop, dropped):
+    """T-CE's drop: mark in ``dropped`` (B,) bool the ``n_drop`` rows with the largest observed-item loss
+    (``observed_losses`` (B,)); ties at the threshold go to the earliest rows."""
+    n = observed_losses.shape[0]
+    dropped[:] = False
+    if n_drop <= 0:
+        return
+    if n_drop >= n:
+        dropped[:] = True
+        return
+    threshold = kth_largest(observed_losses.copy(), n_drop)
+    left = n_drop
+    for b in range(n):
+        if observed_losses[b] > threshold:
+            dropped[b] = True
+            left -= 1
+    for b in range(n):
+        if left == 0:
+            break
+        if observed_losses[b] == threshold and not dropped[b]:
+            dropped[b] = True
+            left -= 1
+
+
+def phi_logit(config: TrainConfig) -> float:
+    """NBPO's offset of the φ scores: logit(phi_prior), so φ = phi_prior where p_u·q_i = 0."""
+    return math.log(config.phi_prior / (1 - config.phi_prior))
+
+
+# The scalar functions above that the kernel compiles (robustrec.kernels registers them with numba).
+KERNEL_FUNCTIONS = (softplus_scalar, sigmoid_scalar, bpr_row, pointwise_row, nbpo_row, rce_row, row_gradients,
+                    kth_largest, tce_dropped)

@@ -9,6 +9,8 @@ tables. Sharded training gets the same update through ``apply_optimizer_in_backw
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torchrec
 from torch import nn
@@ -69,3 +71,34 @@ def optimizer_state(model: nn.Module) -> dict[str, dict]:
 def load_optimizer_state(model: nn.Module, state: dict[str, dict]) -> None:
     for name, module in fused_collections(model).items():
         module.fused_optimizer().load_state_dict(state[name])
+
+
+@dataclass(frozen=True)
+class FusedTable:
+    """One table of a fused collection as live tensors (no copies), for code that updates it in place
+    the way FBGEMM's fused optimizer does (:mod:`robustrec.engines`).
+
+    weight: (num_rows, D) the table.
+    state: (num_rows, M) FBGEMM's optimizer state of the table: M = 1 for rowwise_adagrad (the per-row
+        mean squared gradient), D for adagrad, 0 for sgd (none). Checkpoints (``optimizer_state``) save it.
+    lr, eps: the fused optimizer's learning rate and epsilon, as FBGEMM holds them.
+    """
+
+    weight: torch.Tensor
+    state: torch.Tensor
+    lr: float
+    eps: float
+
+
+def fused_table(collection: FusedEmbeddingBagCollection, table: str) -> FusedTable:
+    """The live weight, optimizer state and settings of ``table`` in an unsharded fused collection."""
+    weight = collection.embedding_bags[table].weight.detach()
+    optimizer = collection.fused_optimizer()
+    param = optimizer.params.get(f"{table}.weight")
+    states = list(optimizer.state[param].values()) if param is not None else []
+    if len(states) > 1:
+        raise ValueError(f"table {table!r}: optimizers with {len(states)} states are not supported here")
+    state = states[0].reshape(weight.shape[0], -1) if states else weight.new_empty((weight.shape[0], 0))
+    # torchrec passes no eps, so FBGEMM's default applies; it is only reachable on the FBGEMM module.
+    eps = collection._emb_modules[0]._emb_module.optimizer_args.eps  # noqa: SLF001
+    return FusedTable(weight=weight, state=state, lr=float(optimizer.param_groups[0]["lr"]), eps=float(eps))

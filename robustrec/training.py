@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from robustrec import atomic
 from robustrec.config import TrainConfig, config_differences
+from robustrec.engines import KernelEngine, resolve_engine
 from robustrec.evaluate import ranking_metrics
 from robustrec.models import GRAPH_MODELS, PREFERENCE, build_model
 from robustrec.objectives import PHI, heads_for, objective_loss
@@ -161,6 +162,7 @@ def fit(
         log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
 
     n_batches = sampler.n_batches(config.batch_size)
+    kernel = KernelEngine(model, config, train) if resolve_engine(config) == "kernel" else None
     epoch = start_epoch
     for epoch in range(start_epoch + 1, config.epochs + 1):
         if stale >= config.patience and validation is not None:
@@ -169,20 +171,26 @@ def fit(
         tic = time.perf_counter()
         model.train()
         total = 0.0
-        batches = sampler.epoch(config.batch_size, rng, epoch=epoch, score_fn=score_fn)
-        bar = tqdm(batches, total=n_batches, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
-        for users, items in bar:
-            output = model(torch.from_numpy(users).to(device), torch.from_numpy(items).to(device))
-            loss = objective_loss(output, config, step=step)
-            value = loss.item()
-            check_loss(value, config, epoch=epoch, step=step)
-            if dense_optimizer is not None:
-                dense_optimizer.zero_grad()
-            loss.backward()
-            if dense_optimizer is not None:
-                dense_optimizer.step()
-            total += value
-            step += 1
+        if kernel is not None:  # the fused CPU kernel (robustrec.engines): the whole epoch in compiled code
+            total = kernel.run_epoch(epoch, rng, step, progress=progress,
+                                     check_loss=lambda value, at: check_loss(value, config, epoch=epoch, step=at))
+            step += n_batches
+        else:
+            batches = sampler.epoch(config.batch_size, rng, epoch=epoch, score_fn=score_fn)
+            bar = tqdm(batches, total=n_batches, desc=f"epoch {epoch}/{config.epochs}", disable=not progress,
+                       leave=False)
+            for users, items in bar:
+                output = model(torch.from_numpy(users).to(device), torch.from_numpy(items).to(device))
+                loss = objective_loss(output, config, step=step, steps_per_epoch=n_batches)
+                value = loss.item()
+                check_loss(value, config, epoch=epoch, step=step)
+                if dense_optimizer is not None:
+                    dense_optimizer.zero_grad()
+                loss.backward()
+                if dense_optimizer is not None:
+                    dense_optimizer.step()
+                total += value
+                step += 1
         elapsed += time.perf_counter() - tic
         check_weights(model, config, epoch=epoch)
         record = {"epoch": epoch, "loss": total / n_batches, "train_seconds": elapsed}

@@ -20,7 +20,7 @@ from robustrec.cli.options import ConfigFileParser
 
 #: The command modules, in the order ``--help`` lists them: module ``robustrec.cli.<name>`` defines each
 #: (``similar`` defines ``similar-items`` and ``similar-users``).
-COMMANDS: tuple[str, ...] = ("train", "evaluate", "recommend", "similar", "compare", "noise")
+COMMANDS: tuple[str, ...] = ("train", "evaluate", "recommend", "similar", "compare", "tune", "noise")
 
 #: Library loggers whose warnings concern their own internals, not the user's run: torch asks torchrec (its
 #: caller) to move off ``is_fx_tracing`` on every first forward pass.

@@ -20,6 +20,7 @@ from robustrec.data import DataSpec
 from robustrec.models import MODELS
 from robustrec.objectives import LOSSES
 from robustrec.samplers import SAMPLERS
+from robustrec.tune import TuneSettings
 
 
 def add_parser(commands, parents=()) -> None:
@@ -38,6 +39,11 @@ def add_parser(commands, parents=()) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/compare"), help="directory to write")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the comparison in --out; the old one stays intact until the new one has finished")
+    tune_group = parser.add_argument_group("validation selection (--tune): the same budget for every configuration")
+    tune_group.add_argument("--tune", action="store_true",
+                            help="select each configuration's settings on the validation part first (Optuna); the "
+                                 "tables show the selected settings")
+    add_dataclass_arguments(tune_group, TuneSettings, skip=("params",))
     train_group = parser.add_argument_group("training options shared by every configuration")
     add_dataclass_arguments(train_group, TrainConfig, skip=VARIED, deprecated=DEPRECATED_NAMES)
     add_data_arguments(parser, skip=("seed", "inject_noise"))
@@ -56,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
         config = from_namespace(TrainConfig, args, model=model, loss=loss, sampler=sampler, seed=args.seeds[0])
         config.warn_schedule()  # before any run trains
         configs.append((method_name(config), config))
+    tuning = from_namespace(TuneSettings, args) if args.tune else None
     frame = compare_runs(configs, data_spec(args), args.out, ratios=args.ratios, seeds=args.seeds,
-                         metric=args.metric, progress=not args.quiet, overwrite=args.overwrite)
+                         metric=args.metric, progress=not args.quiet, overwrite=args.overwrite, tuning=tuning)
     print(to_markdown(summarize(frame, metric=args.metric)))
     print(f"wrote {args.out}/{SUMMARY_MD} ({len(frame)} runs)")
     return 0

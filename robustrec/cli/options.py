@@ -215,7 +215,8 @@ def _options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     for action in parser._actions:
         if not action.option_strings or action.dest in ("help", "config", argparse.SUPPRESS):
             continue
-        keys[action.dest] = action
+        if not isinstance(action, _DeprecatedAlias):  # an old flag answers to its own name, not to its field's
+            keys[action.dest] = action
         for flag in action.option_strings:
             if flag.startswith("--"):
                 keys[flag[2:].replace("-", "_")] = action

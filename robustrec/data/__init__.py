@@ -33,6 +33,7 @@ from robustrec.data.split import (
 )
 
 generate = synthetic.generate
+hide_positives = synthetic.hide_positives
 
 __all__ = [
     "COLUMN_ALIASES",
@@ -50,6 +51,7 @@ __all__ = [
     "detect_format",
     "drop_cold",
     "generate",
+    "hide_positives",
     "inject_noise",
     "kcore",
     "leave_last_out",

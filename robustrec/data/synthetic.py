@@ -24,7 +24,7 @@ import numpy as np
 from robustrec.data.interactions import Interactions
 from robustrec.data.split import Split, random_holdout
 
-__all__ = ["generate"]
+__all__ = ["generate", "hide_positives"]
 
 _CHUNK = 512  # users per Gumbel-top-k block: (512, n_items) float32 logits at a time
 
@@ -91,3 +91,24 @@ def generate(
         items[offsets[lo] : offsets[hi]] = top[take]
     log = Interactions.from_indices(users, items, n_users=n_users, n_items=n_items)
     return random_holdout(log, test_fraction=test_fraction, seed=seed)
+
+
+def hide_positives(split: Split, share: float, *, seed: int = 0) -> Split:
+    """``split`` with ``share`` of each user's training interactions hidden: taken out of train (each user keeps at
+    least one) and added to the test part, since they are true positives the log does not show — the hidden
+    positives that NBPO's φ models (Yu & Qin 2020). The validation part is unchanged.
+
+    Hidden uniformly at random, this is positive-unlabeled data whose label frequency P(observed | positive) is
+    about ``1 - share`` of the training part's.
+    """
+    if not 0 <= share < 1:
+        raise ValueError(f"share must be in [0, 1), got {share}")
+    if share == 0:
+        return split
+    kept = random_holdout(split.train, test_fraction=share, seed=seed)
+    test_users, test_items = split.test.coo()
+    hidden_users, hidden_items = kept.test.coo()
+    test = Interactions.from_indices(np.concatenate([test_users, hidden_users]),
+                                     np.concatenate([test_items, hidden_items]), n_users=split.n_users,
+                                     n_items=split.n_items, user_ids=split.user_ids, item_ids=split.item_ids)
+    return Split(train=kept.train, test=test, validation=split.validation, report=split.report)

@@ -172,6 +172,8 @@ def fit_sharded(
     (as in ``fit``, only ``epochs`` may differ, to extend a run); without a checkpoint ``resume`` is an error
     unless ``checkpoint_required`` is False (a restarted job whose first attempt ended before its first epoch).
     """
+    if config.engine == "kernel":  # 'auto' means the autograd engine here: the sharded tables are FBGEMM's
+        raise ValueError("--engine kernel trains unsharded tables; sharded training uses --engine autograd (or auto)")
     train = checked_interactions(train, "train")
     sharding = sharding or ShardingConfig(sharding="table_wise")
     device = torch.device(config.device)

@@ -1,6 +1,7 @@
 """The synthetic default log: shape, seeding, long tail, learnable preferences."""
 
 import numpy as np
+import pytest
 from scipy.sparse.linalg import svds
 
 from robustrec.data import Split, synthetic
@@ -53,3 +54,18 @@ def test_preferences_learnable_beyond_popularity():
     u, s, vt = svds(split.train.matrix.astype(np.float64), k=32)
     pop, mf = _recall_at(popularity, split), _recall_at((u * s) @ vt, split)
     assert mf > 1.3 * pop, (mf, pop)
+
+
+def test_hide_positives_moves_a_share_of_each_users_training_positives_to_test():
+    from robustrec.data import generate, hide_positives
+
+    split = generate(n_users=200, n_items=150, seed=2)
+    hidden = hide_positives(split, 0.5, seed=1)
+    before, after = split.train.user_counts(), hidden.train.user_counts()
+    assert (after >= 1).all() and np.allclose(after, before - np.floor(0.5 * before + 0.5), atol=1)
+    assert hidden.train.matrix.multiply(hidden.test.matrix).nnz == 0  # hidden items are not in train
+    moved = split.train.matrix - hidden.train.matrix
+    assert (hidden.test.matrix - split.test.matrix - moved).nnz == 0  # test = old test + the hidden positives
+    assert hide_positives(split, 0.0) is split
+    with pytest.raises(ValueError, match="share"):
+        hide_positives(split, 1.0)

@@ -131,6 +131,19 @@ def test_a_deprecated_key_in_a_config_file_still_works(tmp_path):
     assert args.phi_l2 == 0.5
 
 
+def test_current_phi_keys_in_a_config_file_raise_no_deprecation_warning(tmp_path):
+    """A run's config.json holds phi_l2/phi_dim/phi_prior; they are current names, not the deprecated flip_*."""
+    import warnings
+
+    (tmp_path / "new.json").write_text(json.dumps({"train": {"phi_l2": 0.5, "phi_dim": 8, "phi_prior": 0.2}}))
+    from robustrec.cli import build_parser
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        args = build_parser().parse_args(["train", "--config", str(tmp_path / "new.json")])
+    assert (args.phi_l2, args.phi_dim, args.phi_prior) == (0.5, 8, 0.2)
+
+
 # ---------------------------------------------------------------- data options
 @pytest.fixture(scope="module")
 def stamped_log(tmp_path_factory):

@@ -59,7 +59,7 @@ def _matrices(seed: int = 0) -> tuple[sp.csr_matrix, sp.csr_matrix]:
 def _config(**overrides):
     from robustrec.config import TrainConfig
 
-    values = dict(dim=8, epochs=2, batch_size=128, lr=0.1, seed=3, eval_every=0, n_layers=2)
+    values = dict(dim=8, epochs=2, batch_size=128, lr=0.1, seed=3, eval_every=0, n_layers=2, engine="autograd")
     return TrainConfig(**{**values, **overrides})
 
 
@@ -396,7 +396,7 @@ def cli_runs(tmp_path_factory) -> dict:
             break
         time.sleep(0.02)
     single = subprocess.run([sys.executable, "-m", "robustrec", "-q", "train", "--out", str(root / "single"),
-                             *CLI_DATA], capture_output=True, text=True, env=_env(), timeout=600)
+                             "--engine", "autograd", *CLI_DATA], capture_output=True, text=True, env=_env(), timeout=600)
     out = {"root": root, "victim": victim, "single": single}
     for name, process in (("whole", whole), ("killed", killed)):
         stdout, stderr = process.communicate(timeout=600)

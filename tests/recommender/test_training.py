@@ -17,7 +17,7 @@ def _state(model):
 
 
 def test_same_seed_same_model(small_split):
-    config = TrainConfig(epochs=2, dim=8, batch_size=512, eval_every=0)
+    config = TrainConfig(epochs=2, dim=8, batch_size=512, eval_every=0, deterministic=True)
     a = fit(config, small_split.train.matrix, progress=False).model
     b = fit(config, small_split.train.matrix, progress=False).model
     for key, value in _state(a).items():
@@ -26,15 +26,15 @@ def test_same_seed_same_model(small_split):
 
 def test_resume_continues_to_the_same_weights(small_split, tmp_path):
     train = small_split.train.matrix
-    full = fit(TrainConfig(epochs=4, dim=8, batch_size=512, eval_every=0), train, run_dir=tmp_path / "full", progress=False)
-    fit(TrainConfig(epochs=4, dim=8, batch_size=512, eval_every=0), train, run_dir=tmp_path / "part", progress=False)
+    settings = dict(dim=8, batch_size=512, eval_every=0, deterministic=True)  # bit-identical reruns
+    full = fit(TrainConfig(epochs=4, **settings), train, run_dir=tmp_path / "full", progress=False)
+    fit(TrainConfig(epochs=4, **settings), train, run_dir=tmp_path / "part", progress=False)
     # pretend the run was cut after epoch 2: rebuild a checkpoint at epoch 2, then resume
-    fit(TrainConfig(epochs=2, dim=8, batch_size=512, eval_every=0), train, run_dir=tmp_path / "cut", progress=False)
+    fit(TrainConfig(epochs=2, **settings), train, run_dir=tmp_path / "cut", progress=False)
     state = torch.load(tmp_path / "cut" / CHECKPOINT_FILE, weights_only=True)
-    state["config"] = TrainConfig(epochs=4, dim=8, batch_size=512, eval_every=0).to_dict()
+    state["config"] = TrainConfig(epochs=4, **settings).to_dict()
     torch.save(state, tmp_path / "cut" / CHECKPOINT_FILE)
-    resumed = fit(TrainConfig(epochs=4, dim=8, batch_size=512, eval_every=0), train, run_dir=tmp_path / "cut",
-                  resume=True, progress=False)
+    resumed = fit(TrainConfig(epochs=4, **settings), train, run_dir=tmp_path / "cut", resume=True, progress=False)
     assert resumed.epochs == 4 and len(resumed.history) == 4
     for key, value in _state(full.model).items():
         torch.testing.assert_close(value, _state(resumed.model)[key])

@@ -1,0 +1,88 @@
+"""numba compilation with an on-disk cache that knows every source a kernel compiles in.
+
+Compiling a kernel takes seconds (the training kernel 10-20 s), loading it from numba's cache well under one.
+numba keys its cache on the content of the one file a function is defined in; a kernel that compiles in code
+or constants of other modules would reuse stale machine code after an edit of those. :func:`cached_njit`
+keys the cache of a module's functions on all the files the module registers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from numba import njit
+from numba.core import caching
+
+CACHE_ENV = "ROBUSTREC_JIT_CACHE"  # optional directory for the compiled kernels (default: __pycache__)
+_SOURCES: dict[Path, tuple[Path, ...]] = {}  # module file -> the files its kernels compile in (itself first)
+
+
+def register_sources(module_file: str, *compiled_in: str) -> None:
+    """Key the cache of ``module_file``'s kernels on its content and that of ``compiled_in``."""
+    path = Path(module_file).resolve()
+    _SOURCES[path] = (path, *(Path(p).resolve() for p in compiled_in))
+
+
+def cached_njit(*args, **options):
+    """``numba.njit`` with the on-disk cache on (for a module that called :func:`register_sources`); without it
+    where this numba has no locator registry to extend (compiled in every process then, never stale)."""
+    return njit(*args, cache=_CACHE_KEYED_ON_SOURCES, **options)
+
+
+_CACHE_KEYED_ON_SOURCES = all(hasattr(caching, name) for name in (
+    "CacheImpl", "InTreeCacheLocator", "UserWideCacheLocator", "UserProvidedCacheLocator"))
+
+
+class _SourcesStamp:
+    """Cache locator mixin for registered modules: the stamp hashes every registered source."""
+
+    def get_source_stamp(self):
+        return hashlib.sha256(b"".join(p.read_bytes() for p in _SOURCES[Path(self._py_file).resolve()])).hexdigest()
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if Path(py_file).resolve() not in _SOURCES:
+            return None
+        return super().from_function(py_func, py_file)
+
+
+if _CACHE_KEYED_ON_SOURCES:  # numba 0.68's locator registry (else: no on-disk cache, see cached_njit)
+    class _EnvironmentLocator(_SourcesStamp, caching.UserProvidedCacheLocator):
+        """The directory in $ROBUSTREC_JIT_CACHE when set (e.g. a fresh one, to time a cold compile)."""
+
+        def __init__(self, py_func, py_file):
+            super().__init__(py_func, py_file)
+            self._cache_path = str(Path(os.environ[CACHE_ENV]) / self.get_suitable_cache_subpath(py_file))
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if not os.environ.get(CACHE_ENV) or Path(py_file).resolve() not in _SOURCES:
+                return None
+            locator = cls(py_func, py_file)  # (numba's own from_function wants numba's NUMBA_CACHE_DIR instead)
+            locator.ensure_cache_path()
+            return locator
+
+    class _InTreeLocator(_SourcesStamp, caching.InTreeCacheLocator):
+        """__pycache__ beside the module (numba's default place)."""
+
+    class _UserWideLocator(_SourcesStamp, caching.UserWideCacheLocator):
+        """The user's cache directory, where the package directory is read-only."""
+
+    if _InTreeLocator not in caching.CacheImpl._locator_classes:  # noqa: SLF001 (numba's locator registry)
+        caching.CacheImpl._locator_classes[:0] = [_EnvironmentLocator, _InTreeLocator, _UserWideLocator]  # noqa: SLF001
+
+
+@contextmanager
+def numba_threads(n: int):
+    """Run numba's parallel loops on ``n`` threads (at most numba's pool size) inside the block."""
+    import numba
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)

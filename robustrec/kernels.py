@@ -1,0 +1,556 @@
+"""The fused CPU training kernel: MF mini-batches in compiled numba loops, no Python per batch.
+
+:func:`train_batches` trains a run of an epoch's mini-batches on the live arrays of the torchrec tables and
+of FBGEMM's optimizer state (:mod:`robustrec.engines` hands them in; nothing is copied). One thread trains
+one whole mini-batch:
+
+1. rows: draw each row — ``uniform``: the next interaction of a pseudo-random permutation of the training
+   interactions; ``pld``: a uniform user, a pool of k of its observed items, one unobserved item j, the
+   pool's no-gradient losses softplus(s_uj − s_uc) and a draw from softmax(−ℓ/τ) — then its unobserved
+   items (exactly uniform over the user's unobserved items: the r-th one is found by binary search in the
+   user's sorted items, so never a positive and no rejection loop);
+2. scores, and d loss / d score from the objective (:func:`robustrec.objectives.row_gradients`); T-CE first
+   scores the whole batch and drops its largest observed-item losses (:func:`robustrec.objectives.tce_dropped`);
+3. gradients and updates in one pass: each row's terms of the batch gradient are computed from the tables
+   as they were at the start of the batch, and each user and item is stepped by the optimizer (FBGEMM's CPU
+   rules, :data:`OPTIMIZERS`) right after its last occurrence in the batch, with the sum of its terms.
+
+So a mini-batch is one step of the autograd engine with FBGEMM's fused update — same gradient, same update
+— without its per-batch Python, autograd and lookup overhead. Every random number is a hash of (epoch key,
+row, draw), so the rows drawn do not depend on threads. With one thread, training is sequential mini-batch
+SGD and bit-reproducible. With T threads, T mini-batches are trained at a time and update the shared tables
+without locks (Hogwild, Niu et al. 2011, across mini-batches): a batch may see part of a concurrent batch's
+update, so reruns differ in the last bits; there is no barrier inside an epoch, which keeps threads busy on
+a loaded machine.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from numba import prange
+from numba.extending import register_jitable
+
+from robustrec import objectives, optim
+from robustrec.jit import cached_njit as njit
+from robustrec.jit import register_sources
+from robustrec.optim import CPU_OPTIMIZERS
+
+register_sources(__file__, objectives.__file__, optim.__file__)  # code and constants compiled into the kernel
+
+for _function in objectives.KERNEL_FUNCTIONS:  # the objectives' scalar math, compiled into the kernel
+    register_jitable(_function)
+
+# FBGEMM's CPU optimizers the kernel implements, with their update of one row (w, state, summed gradient g):
+#   rowwise_adagrad: state += mean_d(g²); w −= lr·g / (sqrt(state) + eps)      (state: one float per row)
+#   adagrad:         state_d += g_d²;     w_d −= lr·g_d / (sqrt(state_d) + eps) (state: one float per weight)
+#   sgd:             w −= lr·g                                                  (no state)
+OPTIMIZERS = CPU_OPTIMIZERS
+_ROWWISE_ADAGRAD, _ADAGRAD = OPTIMIZERS.index("rowwise_adagrad"), OPTIMIZERS.index("adagrad")
+_TCE, _NBPO = objectives.LOSS_CODES["tce"], objectives.LOSS_CODES["nbpo"]
+
+# Reassociation lets LLVM vectorise the dot products and row sums; no "nnan"/"ninf", so a non-finite loss is
+# still seen as one (the step is then refused).
+_FAST_MATH = {"reassoc", "contract", "nsz", "arcp"}
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_FEISTEL_ROUNDS = 4
+
+
+class Settings(NamedTuple):
+    """Scalars of one kernel call (codes index ``objectives.LOSSES`` and :data:`OPTIMIZERS`)."""
+
+    loss: int
+    l2: float
+    phi_l2: float  # NBPO's L2 weight on the φ factors (0 for other losses)
+    logit_prior: float
+    rce_beta: float
+    optimizer: int
+    lr: float
+    eps: float
+    pld: bool  # PLD's resampling (after its warm-up) instead of the shuffled interactions
+    n_negatives: int
+    pool_size: int
+    temperature: float
+    n_items: int
+    epoch_rows: int  # rows per epoch (= training interactions)
+    batch_size: int
+    half_bits: int  # the permutation of [0, epoch_rows) works on [0, 4**half_bits)
+
+
+class Workspace(NamedTuple):
+    """Buffers of the mini-batches in flight, one slice per thread (T threads; B = batch size, C = 1 +
+    n_negatives, D / Dφ the table dimensions)."""
+
+    users: np.ndarray  # (T, B) int64
+    items: np.ndarray  # (T, B, C) int64, column 0 the observed item
+    scores: np.ndarray  # (T, B, C) float32
+    phi_scores: np.ndarray  # (T, B, C) float32, NBPO's raw φ scores
+    d_scores: np.ndarray  # (T, B, C) float64, d row loss / d score
+    d_phi: np.ndarray  # (T, B, C) float64
+    parts: np.ndarray  # (T, B, 3) float64 each row's loss: observed-item term, sampled-items term, L2 terms
+    dropped: np.ndarray  # (T, B) bool, T-CE
+    pool: np.ndarray  # (T, B, k) int64 PLD's candidates
+    pool_scores: np.ndarray  # (T, B, k + 1) float64 their scores, losses, weights (and s_uj)
+    grad_users: np.ndarray  # (T, B, D) float32 running gradient of the users seen again later in the batch
+    grad_items: np.ndarray  # (T, B·C, D) float32 same for items
+    grad_phi_users: np.ndarray  # (T, B, Dφ) float32
+    grad_phi_items: np.ndarray  # (T, B·C, Dφ) float32
+    user_slot: np.ndarray  # (T, n_users) int64, -1 between batches: a user's slot among the batch's users
+    item_slot: np.ndarray  # (T, n_items) int64, -1 between batches
+    user_rows: np.ndarray  # (T, B) int64 the user of each slot
+    item_rows: np.ndarray  # (T, B·C) int64
+    count: np.ndarray  # (T, 2) int64 slots in use (users, items)
+    last_user: np.ndarray  # (T, n_users) int64 a user's last row in the batch
+    last_item: np.ndarray  # (T, n_items) int64 an item's last occurrence (row · C + column) in the batch
+    term: np.ndarray  # (T, 2 (1 + C), max(D, Dφ)) float32 one row's gradient terms (user, items; φ after)
+
+
+def new_workspace(n_threads: int, n_users: int, n_items: int, batch_size: int, n_negatives: int, pool_size: int,
+                  dim: int, phi_dim: int) -> Workspace:
+    t, b, c = n_threads, batch_size, 1 + n_negatives
+    f32, f64, i64 = np.float32, np.float64, np.int64
+    return Workspace(
+        users=np.zeros((t, b), i64), items=np.zeros((t, b, c), i64), scores=np.zeros((t, b, c), f32),
+        phi_scores=np.zeros((t, b, c), f32), d_scores=np.zeros((t, b, c), f64), d_phi=np.zeros((t, b, c), f64),
+        parts=np.zeros((t, b, 3), f64), dropped=np.zeros((t, b), np.bool_), pool=np.zeros((t, b, pool_size), i64),
+        pool_scores=np.zeros((t, b, pool_size + 1), f64),
+        grad_users=np.zeros((t, b, dim), f32), grad_items=np.zeros((t, b * c, dim), f32),
+        grad_phi_users=np.zeros((t, b, phi_dim), f32), grad_phi_items=np.zeros((t, b * c, phi_dim), f32),
+        user_slot=np.full((t, n_users), -1, i64), item_slot=np.full((t, n_items), -1, i64),
+        user_rows=np.zeros((t, b), i64), item_rows=np.zeros((t, b * c), i64), count=np.zeros((t, 2), i64),
+        last_user=np.zeros((t, n_users), i64), last_item=np.zeros((t, n_items), i64),
+        term=np.zeros((t, 2 * (1 + c), max(dim, phi_dim)), f32),
+    )
+
+
+def half_bits(n: int) -> int:
+    """Smallest h >= 1 with 4**h >= n: the Feistel permutation's half width for a domain of n rows."""
+    return max(1, math.ceil(math.log2(max(n, 2)) / 2))
+
+
+# ---- counter-based random numbers ------------------------------------------------------------------------
+
+@njit(inline="always")
+def _mix(z):
+    """SplitMix64's finaliser: a bijective hash of a uint64."""
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(inline="always")
+def uniform(key, row, draw):
+    """The ``draw``-th uniform number in [0, 1) of ``row`` under the epoch's ``key`` (uint64)."""
+    z = _mix(key + np.uint64(row) * _GOLDEN)
+    z = _mix(z + np.uint64(draw + 1) * _GOLDEN)
+    return float(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(inline="always")
+def permuted(index, n, half, key):
+    """Image of ``index`` in [0, n) under a keyed pseudo-random permutation of [0, n): a 4-round Feistel
+    network on [0, 4**half), cycle-walked back into [0, n) (so a bijection of [0, n))."""
+    mask = (np.uint64(1) << np.uint64(half)) - np.uint64(1)
+    x = np.uint64(index)
+    while True:
+        left, right = x >> np.uint64(half), x & mask
+        for r in range(_FEISTEL_ROUNDS):
+            f = _mix(key ^ (right * _GOLDEN + np.uint64(r + 1))) & mask
+            left, right = right, left ^ f
+        x = (left << np.uint64(half)) | right
+        if x < np.uint64(n):
+            return np.int64(x)
+
+
+@njit(inline="always")
+def unobserved_item(indptr, indices, n_items, user, u01):
+    """An item drawn uniformly from ``user``'s unobserved items, given a uniform ``u01`` in [0, 1).
+
+    The r-th unobserved item is r + #{j : p_j − j <= r} for the user's sorted items p_0 < p_1 < …
+    (p_j − j counts the unobserved items below p_j and grows with j): one binary search.
+    """
+    start, end = indptr[user], indptr[user + 1]
+    n_free = n_items - (end - start)
+    r = min(np.int64(u01 * n_free), n_free - 1)
+    lo, hi = np.int64(0), end - start
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if indices[start + mid] - mid <= r:
+            lo = mid + 1
+        else:
+            hi = mid
+    return r + lo
+
+
+@njit(fastmath=_FAST_MATH, inline="always")
+def _dot(a, i, b, j):
+    """a[i] · b[j] of two (rows, D) tables (indexing, no row views: no reference counting in hot loops)."""
+    total = np.float32(0.0)
+    for d in range(a.shape[1]):
+        total += a[i, d] * b[j, d]
+    return total
+
+
+# ---- pass 1: rows and their per-occurrence gradients --------------------------------------------------------
+
+@njit(fastmath=_FAST_MATH)
+def _pld_pools(first, last, start, key, st, indptr, indices, active_users, users, items, pool):
+    """PLD's rows first..last-1, before scoring: a uniform active user, a pool of k of its items (pool[b]: item
+    ids; Floyd's algorithm, distinct when it has >= k, else with replacement) and one unobserved item j."""
+    n_cols = items.shape[1]  # draws 1..n_cols-1 are the row's unobserved items (j is draw 1); PLD's come after
+    n_active = active_users.shape[0]
+    k = st.pool_size
+    for b in range(first, last):
+        row = start + b
+        user = active_users[min(np.int64(uniform(key, row, n_cols) * n_active), n_active - 1)]
+        users[b] = user
+        begin = indptr[user]
+        degree = indptr[user + 1] - begin
+        if degree >= k:
+            for step in range(k):  # Floyd: for top = d-k .. d-1 take t in [0, top], or top if t is taken
+                top = degree - k + step
+                t = min(np.int64(uniform(key, row, n_cols + 1 + step) * (top + 1)), top)
+                for q in range(step):
+                    if pool[b, q] == t:
+                        t = top
+                        break
+                pool[b, step] = t
+        else:
+            for step in range(k):
+                pool[b, step] = min(np.int64(uniform(key, row, n_cols + 1 + step) * degree), degree - 1)
+        for step in range(k):
+            pool[b, step] = indices[begin + pool[b, step]]
+    for b in range(first, last):
+        items[b, 1] = unobserved_item(indptr, indices, st.n_items, users[b], uniform(key, start + b, 1))
+
+
+@njit(fastmath=_FAST_MATH)
+def _pld_choose(first, last, start, key, st, user_table, item_table, users, items, pool, pool_scores):
+    """PLD's choice (Zhang et al. 2025, Alg. 1): the candidate c of pool[b] with probability softmax(−ℓ_c/τ),
+    ℓ_c = softplus(s_uj − s_uc) without gradient, into items[b, 0]; drawn by inverse CDF with one uniform."""
+    n_cols = items.shape[1]
+    k = st.pool_size
+    for b in range(first, last):  # every score first: the rows' reads are independent
+        user = users[b]
+        pool_scores[b, k] = _dot(user_table, user, item_table, items[b, 1])
+        for q in range(k):
+            pool_scores[b, q] = _dot(user_table, user, item_table, pool[b, q])
+    inverse = 1.0 / st.temperature
+    power = round(inverse)
+    integer_power = abs(inverse - power) < 1e-9 and 1 <= power <= 64
+    for b in range(first, last):
+        s_j = float(pool_scores[b, k])
+        if integer_power:  # exp(−ℓ/τ) = σ(s_uc − s_uj)^(1/τ): one exponential per candidate when 1/τ is whole
+            top = -np.inf
+            for q in range(k):
+                pool_scores[b, q] = objectives.sigmoid_scalar(float(pool_scores[b, q]) - s_j)
+                top = max(top, float(pool_scores[b, q]))
+            for q in range(k):
+                pool_scores[b, q] = (float(pool_scores[b, q]) / top) ** power
+        else:
+            lowest = np.inf
+            for q in range(k):  # the losses, kept in pool_scores
+                loss = objectives.softplus_scalar(s_j - float(pool_scores[b, q]))
+                pool_scores[b, q] = loss
+                lowest = min(lowest, loss)
+            for q in range(k):
+                pool_scores[b, q] = math.exp((lowest - float(pool_scores[b, q])) * inverse)
+        total = 0.0
+        for q in range(k):
+            total += pool_scores[b, q]
+        target = uniform(key, start + b, n_cols + 1 + k) * total
+        chosen = k - 1
+        for q in range(k):
+            target -= float(pool_scores[b, q])
+            if target < 0.0:
+                chosen = q
+                break
+        items[b, 0] = pool[b, chosen]
+
+
+@njit(fastmath=_FAST_MATH)
+def _draw_rows(first, last, start, key, st, user_table, item_table, indptr, indices, row_users, active_users, users,
+               items, pool, pool_scores):
+    """Draw batch rows first..last-1 (epoch rows start + b): users[b], items[b] (observed item first). PLD's
+    draw scores its candidate pool here. One stage at a time over the rows: the stages' random reads
+    (interactions, the users' items, table rows) are independent across rows, so the CPU overlaps their misses."""
+    n_cols = items.shape[1]
+    first_free = 2 if st.pld else 1
+    if st.pld:
+        _pld_pools(first, last, start, key, st, indptr, indices, active_users, users, items, pool)
+        _pld_choose(first, last, start, key, st, user_table, item_table, users, items, pool, pool_scores)
+    else:
+        for b in range(first, last):
+            users[b] = permuted(start + b, st.epoch_rows, st.half_bits, key)  # the interaction's index, for now
+        for b in range(first, last):
+            entry = users[b]
+            users[b] = row_users[entry]
+            items[b, 0] = indices[entry]
+    for b in range(first, last):
+        for k in range(first_free, n_cols):
+            items[b, k] = unobserved_item(indptr, indices, st.n_items, users[b], uniform(key, start + b, k))
+
+
+@njit(fastmath=_FAST_MATH)
+def _score_rows(first, last, st, user_table, item_table, phi_user_table, phi_item_table, users, items, scores,
+                phi_scores, d_scores, d_phi, parts):
+    """Scores of rows first..last-1 and d loss / d score from the objective (parts[b, :2]: the row's loss)."""
+    n_cols = items.shape[1]
+    nbpo = st.loss == _NBPO
+    for b in range(first, last):
+        user = users[b]
+        for k in range(n_cols):
+            scores[b, k] = _dot(user_table, user, item_table, items[b, k])
+        if nbpo:
+            for k in range(n_cols):
+                phi_scores[b, k] = _dot(phi_user_table, user, phi_item_table, items[b, k])
+    for b in range(first, last):
+        observed, sampled = objectives.row_gradients(st.loss, scores, phi_scores, d_scores, d_phi, b,
+                                                     st.logit_prior, st.rce_beta)
+        parts[b, 0] = observed
+        parts[b, 1] = sampled
+
+
+_CHUNK = 32  # rows per stage run: enough to overlap memory latency, small enough for the rows to stay in L1/L2
+
+
+# ---- gradients, and one optimizer step per distinct row at its last occurrence in the batch ---------------------
+#
+# Row b reads e_u and e_i of its user and items; an entity (a user or an item) is updated right after its last
+# occurrence in the batch, so every read still sees the tables as they were at the start of the batch and
+# every gradient is the full batch gradient: the exact mini-batch step, in one pass. Entities seen again
+# later in the batch sum their terms in a slot meanwhile (in batch order); most users, seen once, never need
+# one, and their update happens while their row is still in cache.
+
+class Slots(NamedTuple):
+    """One thread's running gradients of the entities seen again later in its batch (D / Dφ: dimensions)."""
+
+    user_slot: np.ndarray  # (n_users,) int64: the user's slot in this batch, -1 if none (reset after a batch)
+    item_slot: np.ndarray  # (n_items,) int64
+    last_user: np.ndarray  # (n_users,) int64: the user's last row in this batch (valid for the batch's users)
+    last_item: np.ndarray  # (n_items,) int64: the item's last occurrence b·C + k
+    user_rows: np.ndarray  # (B,) int64: the user of each slot
+    item_rows: np.ndarray  # (B·C,) int64
+    count: np.ndarray  # (2,) int64: slots in use (users, items)
+    grad_users: np.ndarray  # (B, D) float32 running gradient of each slot's user
+    grad_items: np.ndarray  # (B·C, D) float32
+    grad_phi_users: np.ndarray  # (B, Dφ) float32 (NBPO's φ factors)
+    grad_phi_items: np.ndarray  # (B·C, Dφ) float32
+
+
+@njit(fastmath=_FAST_MATH, inline="always")
+def _apply(optimizer, lr, eps, table, state, row, grad, g):
+    """One optimizer step of table[row] (and its state[row]) with the gradient grad[g] (FBGEMM's CPU rules)."""
+    dim = table.shape[1]
+    lr32, eps32 = np.float32(lr), np.float32(eps)
+    if optimizer == _ROWWISE_ADAGRAD:
+        sum_sq = np.float32(0.0)
+        for d in range(dim):
+            sum_sq += grad[g, d] * grad[g, d]
+        momentum = state[row, 0] + sum_sq / np.float32(dim)
+        state[row, 0] = momentum
+        multiplier = lr32 / (np.sqrt(momentum) + eps32)
+        for d in range(dim):
+            table[row, d] -= multiplier * grad[g, d]
+    elif optimizer == _ADAGRAD:
+        for d in range(dim):
+            state[row, d] += grad[g, d] * grad[g, d]
+            table[row, d] -= lr32 * grad[g, d] / (np.sqrt(state[row, d]) + eps32)
+    else:
+        for d in range(dim):
+            table[row, d] -= lr32 * grad[g, d]
+
+
+@njit(fastmath=_FAST_MATH, inline="always")
+def _settle(entity, occurrence, last, slot_of, slot_rows, count, side, running, term, t, st, table, state):
+    """The gradient term[t] of one occurrence of ``entity``: at its last occurrence, add the running sum (if
+    any) and step the optimizer; otherwise add it to the running sum (a new slot at the first such one)."""
+    s = slot_of[entity]
+    dim = table.shape[1]
+    if last[entity] == occurrence:
+        if s >= 0:
+            for d in range(dim):
+                term[t, d] = running[s, d] + term[t, d]  # the sum in batch order: earlier terms, then this one
+        _apply(st.optimizer, st.lr, st.eps, table, state, entity, term, t)
+    elif s >= 0:
+        for d in range(dim):
+            running[s, d] += term[t, d]
+    else:
+        s = count[side]
+        count[side] = s + 1
+        slot_of[entity] = s
+        slot_rows[s] = entity
+        for d in range(dim):
+            running[s, d] = term[t, d]
+
+
+@njit(fastmath=_FAST_MATH, inline="always")
+def _row_terms(b, scale, reg, user_table, item_table, users, items, d_scores, term):
+    """Row b's terms of the batch gradient, from the tables as they are: term[0] for its user (Σ_k c_k e_{i_k} +
+    reg·e_u), term[1 + k] for its k-th item (c_k e_u + reg·e_{i_k}); c_k = d_scores[b, k]·scale, reg = 2·L2
+    weight / B. Returns the squared norms of the row's embeddings (its L2 terms)."""
+    user = users[b]
+    dim = user_table.shape[1]
+    sq = np.float32(0.0)
+    for d in range(dim):
+        term[0, d] = reg * user_table[user, d]
+        sq += user_table[user, d] * user_table[user, d]
+    for k in range(items.shape[1]):
+        item = items[b, k]
+        c = np.float32(d_scores[b, k] * scale)
+        for d in range(dim):
+            term[0, d] += c * item_table[item, d]
+            term[1 + k, d] = c * user_table[user, d] + reg * item_table[item, d]
+            sq += item_table[item, d] * item_table[item, d]
+    return float(sq)
+
+
+@njit(fastmath=_FAST_MATH)
+def _learn_rows(first, last, size, st, tables, states, users, items, d_scores, d_phi, parts, slots, term):
+    """Gradient terms of rows first..last-1, each entity stepped at its last occurrence (see the comment above)."""
+    user_table, item_table, phi_user_table, phi_item_table = tables
+    user_state, item_state, phi_user_state, phi_item_state = states
+    n_cols = items.shape[1]
+    nbpo = st.loss == _NBPO
+    scale = 1.0 / size
+    reg, phi_reg = np.float32(2.0 * st.l2 * scale), np.float32(2.0 * st.phi_l2 * scale)
+    phi_term = term[1 + n_cols:]
+    for b in range(first, last):
+        parts[b, 2] = st.l2 * _row_terms(b, scale, reg, user_table, item_table, users, items, d_scores, term)
+        if nbpo:  # every read of this row before any of its steps
+            parts[b, 2] += st.phi_l2 * _row_terms(b, scale, phi_reg, phi_user_table, phi_item_table, users, items,
+                                                  d_phi, phi_term)
+        user = users[b]
+        _settle(user, b, slots.last_user, slots.user_slot, slots.user_rows, slots.count, 0, slots.grad_users, term,
+                0, st, user_table, user_state)
+        if nbpo:
+            _settle(user, b, slots.last_user, slots.user_slot, slots.user_rows, slots.count, 0,
+                    slots.grad_phi_users, phi_term, 0, st, phi_user_table, phi_user_state)
+        for k in range(n_cols):
+            item, occurrence = items[b, k], b * n_cols + k
+            _settle(item, occurrence, slots.last_item, slots.item_slot, slots.item_rows, slots.count, 1,
+                    slots.grad_items, term, 1 + k, st, item_table, item_state)
+            if nbpo:
+                _settle(item, occurrence, slots.last_item, slots.item_slot, slots.item_rows, slots.count, 1,
+                        slots.grad_phi_items, phi_term, 1 + k, st, phi_item_table, phi_item_state)
+
+
+# ---- one mini-batch, on one thread -------------------------------------------------------------------------
+
+@njit
+def _train_batch(t, batch, key, drop_rate, st, tables, states, indptr, indices, row_users, active_users, w):
+    """Train mini-batch ``batch`` of the epoch with thread ``t``'s buffers; returns its loss. When a loss is not
+    finite, the batch stops before the rows it is in are applied (T-CE: before any)."""
+    user_table, item_table, phi_user_table, phi_item_table = tables
+    users, items, parts, d_scores, d_phi = w.users[t], w.items[t], w.parts[t], w.d_scores[t], w.d_phi[t]
+    scores, phi_scores = w.scores[t], w.phi_scores[t]
+    slots = Slots(w.user_slot[t], w.item_slot[t], w.last_user[t], w.last_item[t], w.user_rows[t], w.item_rows[t],
+                  w.count[t], w.grad_users[t], w.grad_items[t], w.grad_phi_users[t], w.grad_phi_items[t])
+    term = w.term[t]
+    n_cols = items.shape[1]
+    start = batch * st.batch_size
+    size = min(st.batch_size, st.epoch_rows - start)
+    for first in range(0, size, _CHUNK):
+        _draw_rows(first, min(size, first + _CHUNK), start, key, st, user_table, item_table, indptr, indices,
+                   row_users, active_users, users, items, w.pool[t], w.pool_scores[t])
+    for b in range(size):  # each entity's last occurrence
+        slots.last_user[users[b]] = b
+        for k in range(n_cols):
+            slots.last_item[items[b, k]] = b * n_cols + k
+    slots.count[:] = 0
+    finite = True
+    if st.loss == _TCE:  # Wang et al. 2021: drop the batch's largest observed-item losses (loss and gradient)
+        for first in range(0, size, _CHUNK):
+            _score_rows(first, min(size, first + _CHUNK), st, user_table, item_table, phi_user_table,
+                        phi_item_table, users, items, scores, phi_scores, d_scores, d_phi, parts)
+        n_drop = int(drop_rate * size)
+        dropped = w.dropped[t]
+        objectives.tce_dropped(parts[:size, 0].copy(), n_drop, dropped[:size])
+        for b in range(size):
+            if dropped[b]:
+                parts[b, 0] = 0.0
+                d_scores[b, 0] = 0.0
+            finite = finite and np.isfinite(parts[b, 0] + parts[b, 1])
+        for first in range(0, size, _CHUNK):
+            if finite:
+                _learn_rows(first, min(size, first + _CHUNK), size, st, tables, states, users, items, d_scores,
+                            d_phi, parts, slots, term)
+    else:
+        for first in range(0, size, _CHUNK):
+            last = min(size, first + _CHUNK)
+            _score_rows(first, last, st, user_table, item_table, phi_user_table, phi_item_table, users, items,
+                        scores, phi_scores, d_scores, d_phi, parts)
+            for b in range(first, last):
+                finite = finite and np.isfinite(parts[b, 0] + parts[b, 1])
+            if not finite:
+                break
+            _learn_rows(first, last, size, st, tables, states, users, items, d_scores, d_phi, parts, slots, term)
+    for s in range(slots.count[0]):
+        slots.user_slot[slots.user_rows[s]] = -1
+    for s in range(slots.count[1]):
+        slots.item_slot[slots.item_rows[s]] = -1
+    if not finite:
+        return np.nan
+    total = 0.0
+    for b in range(size):
+        total += parts[b, 0] + parts[b, 1] + parts[b, 2]
+    return total / size
+
+
+# ---- the driver ---------------------------------------------------------------------------------------------
+
+@njit(parallel=True)
+def train_batches(tables, states, indptr, indices, row_users, active_users, st, w, key, first_batch, drop_rates,
+                  losses):
+    """Train the epoch's mini-batches first_batch, first_batch + 1, … (as many as ``losses`` has entries).
+
+    Each of the workspace's T threads trains whole mini-batches (thread t: the t-th, (t+T)-th, …), each one
+    exactly as one FBGEMM step would; with T = 1 that is sequential mini-batch training, bit-reproducible.
+    With T > 1 the threads' batches overlap in time and update the shared rows without locks (Hogwild
+    across mini-batches: a batch may see part of a concurrent batch's update), not bit-reproducible.
+
+    Args:
+        tables: (user, item, user φ, item φ) float32 (rows, D) weights, updated in place (φ: NBPO's
+            factors; (1, 4) placeholders for other losses).
+        states: the matching optimizer states (rows, M) float32: M = 1 (rowwise_adagrad), D (adagrad), 0 (sgd).
+        indptr, indices: (n_users + 1,) int64 / (nnz,) int32 CSR of the training interactions, sorted items.
+        row_users: (nnz,) int32 user of each CSR entry; active_users: users with >= 1 item (PLD).
+        st: :class:`Settings`; w: :class:`Workspace` (T slices; slot arrays all -1); key: the epoch's uint64 key.
+        drop_rates: (n,) float64 T-CE drop rate of each batch; losses: (n,) float64, filled with batch losses.
+
+    A batch whose loss is not finite stops before the rows it is in are applied, and the threads stop before
+    their next batch; the caller finds it in ``losses`` (NaN; batches not run keep their value).
+    """
+    n_threads = w.users.shape[0]
+    n = losses.shape[0]
+    stop = np.zeros(1, np.int64)
+    for t in prange(n_threads):
+        for i in range(t, n, n_threads):
+            if stop[0]:
+                break
+            loss = _train_batch(t, first_batch + i, key, drop_rates[i], st, tables, states, indptr, indices,
+                                row_users, active_users, w)
+            losses[i] = loss
+            if not np.isfinite(loss):
+                stop[0] = 1
+
+
+@njit
+def draw_batches(tables, indptr, indices, row_users, active_users, st, w, key, n_batches):
+    """Only the sampling of n_batches mini-batches (with PLD: its candidate scoring), on one thread and without
+    training: the part of an epoch spent drawing rows, for profiles (benchmarks/train_speed.py)."""
+    users, items, pool = w.users[0], w.items[0], w.pool[0]
+    checksum = 0
+    for batch in range(n_batches):
+        start = batch * st.batch_size
+        size = min(st.batch_size, st.epoch_rows - start)
+        for first in range(0, size, _CHUNK):
+            _draw_rows(first, min(size, first + _CHUNK), start, key, st, tables[0], tables[1], indptr, indices,
+                       row_users, active_users, users, items, pool, w.pool_scores[0])
+        checksum += items[size - 1, 0]
+    return checksum

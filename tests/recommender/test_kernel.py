@@ -1,0 +1,334 @@
+"""The fused CPU kernel (robustrec.kernels / robustrec.engines): same gradient and update as autograd through
+objective_loss with FBGEMM's fused optimizer, the samplers' guarantees, determinism and exact resume."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from robustrec import data, kernels
+from robustrec.engines import ENGINES, KernelEngine, resolve_engine
+from robustrec.models import ModelOutput
+from robustrec.objectives import (
+    LOSS_CODES,
+    LOSSES,
+    PHI,
+    phi_logit,
+    objective_loss,
+    row_gradients,
+    tce_drop_rate,
+    tce_dropped,
+)
+from robustrec.optim import CPU_OPTIMIZERS, fuse, optimizer_state
+from robustrec.config import TrainConfig
+from robustrec.training import CHECKPOINT_FILE, fit, new_model
+
+
+def _objective(loss, **overrides):
+    settings = dict(loss=loss, l2=0.0, phi_prior=0.2, rce_beta=0.5, tce_max_drop=0.3, tce_warmup_steps=0)
+    return TrainConfig(**{**settings, **overrides})
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_row_gradients_equal_autograd_through_objective_loss(loss):
+    """d loss / d score (and d / d φ score) of every row, times 1/B, is autograd's gradient; the rows' mean is the loss."""
+    rng = np.random.default_rng(LOSS_CODES[loss])
+    batch, n_cols = 7, 4
+    scores = torch.tensor(rng.normal(0, 2, (batch, n_cols)), dtype=torch.float64, requires_grad=True)
+    flips = torch.tensor(rng.normal(0, 2, (batch, n_cols)), dtype=torch.float64, requires_grad=True)
+    objective = _objective(loss)
+    output = ModelOutput({"preference": scores, PHI: flips},
+                         {"preference": torch.tensor(0.0, dtype=torch.float64), PHI: torch.tensor(0.0, dtype=torch.float64)})
+    expected = objective_loss(output, objective, step=0)
+    expected.backward()
+
+    s, g = scores.detach().numpy(), flips.detach().numpy()
+    ds, dg = np.zeros_like(s), np.zeros_like(g)
+    parts = np.array([row_gradients(LOSS_CODES[loss], s, g, ds, dg, b, phi_logit(objective), objective.rce_beta)
+                      for b in range(batch)])
+    if loss == "tce":  # the batch step of T-CE: drop the largest observed-item losses
+        dropped = np.zeros(batch, dtype=bool)
+        n_drop = int(tce_drop_rate(objective, 0) * batch)
+        tce_dropped(parts[:, 0].copy(), n_drop, dropped)
+        assert dropped.sum() == n_drop == 2
+        parts[dropped, 0] = 0.0
+        ds[dropped, 0] = 0.0
+    np.testing.assert_allclose(parts.sum() / batch, expected.item(), rtol=1e-12)
+    np.testing.assert_allclose(ds / batch, scores.grad.numpy(), rtol=1e-10, atol=1e-14)
+    flip_grad = flips.grad.numpy() if flips.grad is not None else np.zeros_like(g)
+    np.testing.assert_allclose(dg / batch, flip_grad, rtol=1e-10, atol=1e-14)
+    assert np.abs(ds).sum() > 0 and (loss != "nbpo" or np.abs(dg).sum() > 0)
+
+
+def test_tce_drops_the_largest_with_ties_to_the_earliest():
+    losses = np.array([0.5, 2.0, 1.0, 2.0, 2.0, 0.1])
+    dropped = np.zeros(6, dtype=bool)
+    tce_dropped(losses, 2, dropped)
+    assert dropped.tolist() == [False, True, False, True, False, False]
+    tce_dropped(losses, 4, dropped)
+    assert dropped.tolist() == [False, True, True, True, True, False]
+
+
+def _train(seed=0, n_users=30, n_items=40, density=0.2):
+    rng = np.random.default_rng(seed)
+    dense = rng.random((n_users, n_items)) < density
+    dense[np.arange(n_users), rng.integers(0, n_items, n_users)] = True  # every user has an item
+    return sp.csr_matrix(dense.astype(np.float32))
+
+
+def _one_batch(config, train):
+    """The model after one kernel step on one batch holding every training row, that batch (users, items)
+    and its loss."""
+    model = fuse(new_model(config, *train.shape), optimizer=config.optimizer, lr=config.lr, device=torch.device("cpu"))
+    engine = KernelEngine(model, config, train)
+    assert engine.n_batches == 1
+    loss = engine.run_epoch(1, np.random.default_rng(5), step=0)
+    rows = train.nnz
+    return model, engine.workspace.users[0, :rows].copy(), engine.workspace.items[0, :rows].copy(), loss
+
+
+@pytest.mark.parametrize("optimizer", CPU_OPTIMIZERS)
+@pytest.mark.parametrize("loss", LOSSES)
+def test_a_kernel_step_is_the_fbgemm_step_on_the_same_batch(loss, optimizer):
+    train = _train()
+    config = TrainConfig(loss=loss, optimizer=optimizer, dim=8, phi_dim=4, batch_size=train.nnz, n_negatives=2,
+                         lr=0.1, l2=0.01, phi_l2=0.05, phi_prior=0.2, tce_warmup_steps=0, tce_max_drop=0.3,
+                         init_std=0.3, epochs=1, eval_every=0, engine="kernel")
+    start = fuse(new_model(config, *train.shape), optimizer=optimizer, lr=config.lr, device=torch.device("cpu"))
+    stepped, users, items, kernel_loss = _one_batch(config, train)
+    output = start(torch.from_numpy(users), torch.from_numpy(items))
+    loss = objective_loss(output, config, step=0)
+    loss.backward()  # FBGEMM's fused update in the backward
+    assert kernel_loss == pytest.approx(loss.item(), rel=1e-5)
+    got, expected = stepped.state_dict(), start.state_dict()
+    moved = 0.0
+    for key, value in expected.items():
+        torch.testing.assert_close(got[key], value, rtol=1e-4, atol=1e-6, msg=key)
+        moved = max(moved, (value - new_model(config, *train.shape).state_dict()[key]).abs().max().item())
+    assert moved > 1e-3  # the step did move the weights
+    for name, state in optimizer_state(start).items():
+        for table, values in state["state"].items():
+            for key, tensor in values.items():
+                torch.testing.assert_close(optimizer_state(stepped)[name]["state"][table][key], tensor, rtol=1e-4,
+                                           atol=1e-9, msg=f"{table} {key}")
+
+
+def test_uniform_epoch_visits_every_interaction_once_with_unobserved_negatives():
+    train = _train(density=0.6)  # dense rows: many draws would hit positives without the exact draw
+    config = TrainConfig(dim=4, batch_size=train.nnz, n_negatives=3, epochs=1, eval_every=0, engine="kernel")
+    _, users, items, _ = _one_batch(config, train)
+    assert sorted(zip(users, items[:, 0])) == sorted(zip(*train.nonzero()))
+    dense = train.toarray() > 0
+    assert not dense[users[:, None], items[:, 1:]].any()
+    assert (items[:, 1:] >= 0).all() and (items[:, 1:] < train.shape[1]).all()
+
+
+def test_unobserved_draw_is_exact_and_uniform():
+    row = np.array([1, 0, 1, 1, 0, 0, 1, 0], dtype=np.float32)  # unobserved: 1, 4, 5, 7
+    train = sp.csr_matrix(row[None, :])
+    indptr, indices = train.indptr.astype(np.int64), train.indices.astype(np.int32)
+    drawn = [kernels.unobserved_item(indptr, indices, 8, 0, u) for u in (np.arange(8000) + 0.5) / 8000]
+    values, counts = np.unique(drawn, return_counts=True)
+    assert values.tolist() == [1, 4, 5, 7] and counts.tolist() == [2000] * 4
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 17, 1000, 4097])
+def test_the_epoch_permutation_is_a_bijection(n):
+    image = [kernels.permuted(i, n, kernels.half_bits(n), np.uint64(12345)) for i in range(n)]
+    assert sorted(image) == list(range(n))
+    if n > 16:
+        assert image != list(range(n)) and abs(np.corrcoef(image, np.arange(n))[0, 1]) < 0.2
+
+
+@pytest.mark.parametrize("tau", [0.5, 0.3])  # 1/τ whole (the fast σ^(1/τ) form) and not
+def test_pld_draws_candidates_by_softmax_of_minus_loss_over_tau(tau):
+    """Identical users with items 0..4: the kernel's chosen item follows softmax(−softplus(s_uj − s_uc)/τ)."""
+    n_users, n_items = 4000, 12
+    train = sp.csr_matrix(np.tile((np.arange(n_items) < 5).astype(np.float32), (n_users, 1)))
+    config = TrainConfig(sampler="pld", pld_warmup_epochs=0, pld_temperature=tau, pld_pool_size=5, dim=4,
+                         batch_size=train.nnz, epochs=1, eval_every=0, engine="kernel", lr=1e-9)
+    model = fuse(new_model(config, n_users, n_items), optimizer=config.optimizer, lr=config.lr,
+                 device=torch.device("cpu"))
+    item_scores = np.array([2.0, 1.0, 0.0, -1.0, 0.5] + [0.0] * 7, dtype=np.float32)
+    with torch.no_grad():  # s_ui = item_scores[i] for every user
+        model.user_tables.local_weight("preference").copy_(torch.tensor([1.0, 0, 0, 0]))
+        weights = torch.zeros(n_items, 4)
+        weights[:, 0] = torch.from_numpy(item_scores)
+        model.item_tables.local_weight("preference").copy_(weights)
+    engine = KernelEngine(model, config, train)
+    engine.run_epoch(1, np.random.default_rng(0), step=0)
+    chosen, negatives = engine.workspace.items[0, : train.nnz, 0], engine.workspace.items[0, : train.nnz, 1]
+    assert set(negatives.tolist()) <= set(range(5, n_items))
+    losses = np.logaddexp(0, 0.0 - item_scores[:5])  # s_uj = 0 for every unobserved j
+    target = np.exp(-losses / tau) / np.exp(-losses / tau).sum()
+    freq = np.bincount(chosen, minlength=n_items)[:5] / chosen.size
+    np.testing.assert_allclose(freq, target, atol=0.01)
+
+
+def test_pld_pool_is_distinct_when_the_user_has_k_items():
+    """With exactly k items the pool is all of them: every candidate with equal loss is picked equally."""
+    n_users, n_items = 3000, 9
+    train = sp.csr_matrix(np.tile((np.arange(n_items) < 5).astype(np.float32), (n_users, 1)))
+    config = TrainConfig(sampler="pld", pld_warmup_epochs=0, pld_pool_size=5, dim=4, batch_size=train.nnz,
+                         epochs=1, eval_every=0, engine="kernel")
+    model = fuse(new_model(config, n_users, n_items), optimizer=config.optimizer, lr=config.lr,
+                 device=torch.device("cpu"))
+    engine = KernelEngine(model, config, train)
+    for table in engine.tables:  # all scores 0: every candidate's loss is equal
+        table[:] = 0.0
+    engine.run_epoch(1, np.random.default_rng(1), step=0)
+    freq = np.bincount(engine.workspace.items[0, : train.nnz, 0], minlength=n_items) / train.nnz
+    np.testing.assert_allclose(freq[:5], 0.2, atol=0.01)
+
+
+@pytest.fixture(scope="module")
+def small_split():
+    return data.generate(n_users=300, n_items=200, seed=3)
+
+
+def _weights(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("loss,sampler", [("bpr", "uniform"), ("nbpo", "uniform"), ("tce", "pld")])
+def test_deterministic_reruns_are_bit_identical_whatever_the_thread_count(small_split, loss, sampler):
+    config = TrainConfig(loss=loss, sampler=sampler, pld_warmup_epochs=1, tce_warmup_steps=5, epochs=3, dim=8,
+                         batch_size=256, eval_every=0, engine="kernel", deterministic=True)
+    threads = torch.get_num_threads()
+    try:
+        runs = []
+        for n in (1, 2, 1):
+            torch.set_num_threads(n)
+            runs.append(fit(config, small_split.train.matrix, progress=False))
+    finally:
+        torch.set_num_threads(threads)
+    for run in runs[1:]:
+        assert [h["loss"] for h in run.history] == [h["loss"] for h in runs[0].history]
+        for key, value in _weights(runs[0].model).items():
+            assert torch.equal(value, _weights(run.model)[key]), key
+    other_seed = fit(TrainConfig(**{**config.to_dict(), "seed": 1}), small_split.train.matrix, progress=False)
+    assert not torch.equal(_weights(other_seed.model)["user_tables.collection.embedding_bags.user_preference.weight"],
+                           _weights(runs[0].model)["user_tables.collection.embedding_bags.user_preference.weight"])
+
+
+@pytest.mark.parametrize("optimizer", ["rowwise_adagrad", "adagrad"])
+def test_resume_continues_exactly(small_split, tmp_path, optimizer):
+    train = small_split.train.matrix
+    settings = dict(dim=8, batch_size=256, eval_every=0, engine="kernel", optimizer=optimizer, sampler="pld",
+                    pld_warmup_epochs=1, deterministic=True)
+    full = fit(TrainConfig(epochs=4, **settings), train, run_dir=tmp_path / "full", progress=False)
+    fit(TrainConfig(epochs=2, **settings), train, run_dir=tmp_path / "cut", progress=False)
+    state = torch.load(tmp_path / "cut" / CHECKPOINT_FILE, weights_only=True)
+    state["config"] = TrainConfig(epochs=4, **settings).to_dict()
+    torch.save(state, tmp_path / "cut" / CHECKPOINT_FILE)
+    resumed = fit(TrainConfig(epochs=4, **settings), train, run_dir=tmp_path / "cut", resume=True, progress=False)
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+    for key, value in _weights(full.model).items():
+        assert torch.equal(value, _weights(resumed.model)[key]), key
+
+
+def test_hogwild_threads_train_like_one_thread(small_split):
+    """Several threads train whole mini-batches concurrently (lock-free): not bit-identical, but as good."""
+    import numba
+
+    from robustrec.evaluate import ranking_metrics
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba's thread pool has one thread (NUMBA_NUM_THREADS=1)")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        recalls = {}
+        for deterministic in (True, False):
+            config = TrainConfig(epochs=6, dim=16, batch_size=128, eval_every=0, deterministic=deterministic)
+            fused = fuse(new_model(config, small_split.n_users, small_split.n_items), optimizer=config.optimizer,
+                         lr=config.lr, device=torch.device("cpu"))
+            assert KernelEngine(fused, config, small_split.train.matrix).n_threads == (1 if deterministic else 2)
+            model = fit(config, small_split.train.matrix, progress=False).model
+            users, items = model.embedding_matrices()
+            recalls[deterministic] = ranking_metrics(users, items, small_split.train.matrix, small_split.test.matrix,
+                                                     ks=(20,))["recall@20"]
+    finally:
+        torch.set_num_threads(threads)
+    assert abs(recalls[False] - recalls[True]) < 0.1 * recalls[True], recalls
+
+
+def test_kernel_learns_as_well_as_autograd(small_split):
+    from robustrec.evaluate import ranking_metrics
+
+    recalls = {}
+    for engine in ("kernel", "autograd"):
+        config = TrainConfig(epochs=8, dim=16, batch_size=256, eval_every=0, engine=engine)
+        model = fit(config, small_split.train.matrix, progress=False).model
+        users, items = model.embedding_matrices()
+        recalls[engine] = ranking_metrics(users, items, small_split.train.matrix, small_split.test.matrix,
+                                          ks=(20,))["recall@20"]
+    assert recalls["kernel"] > 0.9 * recalls["autograd"], recalls
+
+
+def test_auto_picks_the_kernel_for_mf_on_cpu_only():
+    assert ENGINES == ("auto", "kernel", "autograd")
+    assert resolve_engine(TrainConfig()) == "kernel"
+    assert resolve_engine(TrainConfig(model="lightgcn")) == "autograd"
+    with pytest.raises(ValueError, match="engine 'kernel' cannot train model 'lightgcn'"):
+        TrainConfig(model="lightgcn", engine="kernel")
+    with pytest.raises(ValueError, match="engine"):
+        TrainConfig(engine="numba")
+
+
+def test_a_non_finite_loss_stops_before_the_update(small_split):
+    """lr 1e30: step 0 blows the weights up to ~1e27, step 1's loss overflows and its update is refused."""
+    config = TrainConfig(epochs=3, dim=8, lr=1e30, optimizer="sgd", batch_size=1024, eval_every=0, engine="kernel",
+                         deterministic=True)
+    with pytest.raises(FloatingPointError, match="epoch 1, step 1"):
+        fit(config, small_split.train.matrix, progress=False)
+    model = fuse(new_model(config, small_split.n_users, small_split.n_items), optimizer="sgd", lr=config.lr,
+                 device=torch.device("cpu"))
+    with pytest.raises(FloatingPointError):
+        KernelEngine(model, config, small_split.train.matrix).run_epoch(1, np.random.default_rng(0), step=0)
+    weights = model.user_tables.local_weight("preference")
+    assert torch.isfinite(weights).all() and weights.abs().max() > 1e20
+
+
+def test_the_compiled_code_cache_is_keyed_on_every_compiled_in_source(tmp_path, monkeypatch):
+    """An edit of a module whose code a kernel compiles in (e.g. objectives.py) must invalidate numba's cache."""
+    from robustrec import jit
+
+    main, dependency, other = tmp_path / "kernel_module.py", tmp_path / "dependency.py", tmp_path / "other.py"
+    main.write_text("def f():\n    return 1\n")
+    dependency.write_text("X = 1\n")
+    other.write_text("def g():\n    return 1\n")
+    jit.register_sources(str(main), str(dependency))
+    namespace = {}
+    exec(compile(main.read_text(), str(main), "exec"), namespace)
+    locator = jit._InTreeLocator.from_function(namespace["f"], str(main))
+    before = locator.get_source_stamp()
+    dependency.write_text("X = 2\n")
+    assert locator.get_source_stamp() != before
+    assert jit._InTreeLocator.from_function(namespace["f"], str(other)) is None  # numba's own locators apply
+    assert jit._EnvironmentLocator.from_function(namespace["f"], str(main)) is None  # $ROBUSTREC_JIT_CACHE unset
+    monkeypatch.setenv(jit.CACHE_ENV, str(tmp_path / "cache"))
+    elsewhere = jit._EnvironmentLocator.from_function(namespace["f"], str(main))
+    assert Path(elsewhere.get_cache_path()).parent == tmp_path / "cache"
+
+
+@pytest.mark.parametrize("sampler", ["uniform", "pld"])
+def test_the_sampling_profile_draws_the_rows_training_draws(small_split, sampler):
+    """KernelEngine.sample_epoch (the profile's sampling part) draws exactly the rows training draws."""
+    train = small_split.train.matrix
+    config = TrainConfig(sampler=sampler, pld_warmup_epochs=0, dim=8, batch_size=train.nnz, eval_every=0,
+                         deterministic=True)
+    drawn = []
+    for train_too in (False, True):  # one batch: drawn from the untrained tables both times
+        model = fuse(new_model(config, small_split.n_users, small_split.n_items), optimizer=config.optimizer,
+                     lr=config.lr, device=torch.device("cpu"))
+        engine = KernelEngine(model, config, train)
+        if train_too:
+            engine.run_epoch(1, np.random.default_rng(4), step=0)
+        else:
+            engine.sample_epoch(1, np.random.default_rng(4))
+        drawn.append((engine.workspace.users[0, : train.nnz].copy(), engine.workspace.items[0, : train.nnz].copy()))
+    np.testing.assert_array_equal(drawn[0][0], drawn[1][0])
+    np.testing.assert_array_equal(drawn[0][1], drawn[1][1])
