@@ -140,14 +140,22 @@ def per_user_metrics(
     users = np.flatnonzero(n_test > 0)
     with torch.no_grad():
         hits = top_k_hits(user_factors, item_factors, users, train, test, max_k, batch_size=batch_size)
-    hits = hits.cpu().numpy().astype(np.float64)  # (n, max_k)
+    columns = hit_metrics(hits.cpu().numpy(), n_test[users], ks)
+    return metrics_frame(users, {key: [values] for key, values in columns.items()})
+
+
+def hit_metrics(hits: np.ndarray, n_relevant: np.ndarray, ks: Sequence[int]) -> dict[str, np.ndarray]:
+    """Every ``metric@k`` of b users from ``hits`` (b, max_k) bool — whether each ranked item, best first, is
+    relevant — and ``n_relevant`` (b,), each user's number of relevant items; every k <= max_k unless max_k is the
+    number of items. NDCG uses binary gains, log2 discounts and the ideal DCG of min(n_relevant, k) hits."""
+    hits = hits.astype(np.float64)
+    max_k = hits.shape[1]
     discounts = 1.0 / np.log2(np.arange(2, max_k + 2, dtype=np.float64))
     ideal = np.cumsum(discounts)  # ideal[m-1] = IDCG with m relevant items
-    n_rel = n_test[users].astype(np.float64)
-    any_hit = hits.any(1)
-    first_hit = np.where(any_hit, hits.argmax(1) + 1.0, np.inf)
+    n_rel = np.asarray(n_relevant, dtype=np.float64)
+    first_hit = np.where(hits.any(1), hits.argmax(1) + 1.0, np.inf)
     columns: dict[str, np.ndarray] = {}
-    for k in ks:
+    for k in sorted(set(int(k) for k in ks)):
         h = hits[:, :k]
         n_hits = h.sum(1)
         values = {
@@ -159,9 +167,31 @@ def per_user_metrics(
         }
         for m in METRICS:
             columns[metric_key(m, k)] = values[m]
-    frame = pd.DataFrame(columns)
+    return columns
+
+
+def top_k_metrics(ids: torch.Tensor, users: np.ndarray, test: sp.csr_matrix, ks: Sequence[int]) -> dict[str, np.ndarray]:
+    """Every ``metric@k`` of ``users`` (b,) whose ranked items, best first, are ``ids`` (b, max_k) (-1: no item),
+    for evaluation that ranks elsewhere (sharded); ``test`` (n_users, n_items) CSR holds the relevant items."""
+    device = ids.device
+    relevant = torch.zeros(len(users), test.shape[1], dtype=torch.bool, device=device)
+    relevant[_row_entries(test, users, device)] = True
+    hits = torch.gather(relevant, 1, ids.clamp(min=0)) & (ids >= 0)  # (b, max_k)
+    return hit_metrics(hits.cpu().numpy(), np.diff(test.indptr)[users], ks)
+
+
+def metrics_frame(users: np.ndarray, columns: dict[str, list[np.ndarray]]) -> pd.DataFrame:
+    """One row per user of ``users`` (sorted), one column per metric, from per-batch value arrays."""
+    frame = pd.DataFrame({key: np.concatenate(parts) if parts else np.array([]) for key, parts in columns.items()})
     frame.insert(0, "user", users)
     return frame
+
+
+def mean_metrics(frame: pd.DataFrame) -> dict[str, float]:
+    """Mean over the users of :func:`per_user_metrics`' frame of every ``metric@k``."""
+    if frame.empty:
+        raise ValueError("the test set has no user with a test item; nothing to evaluate")
+    return {key: float(frame[key].mean()) for key in frame.columns if key != "user"}
 
 
 def _sorted_csr(matrix: sp.spmatrix) -> sp.csr_matrix:
@@ -183,7 +213,4 @@ def ranking_metrics(
     batch_size: int = 1024,
 ) -> dict[str, float]:
     """Mean over evaluated users of every ``metric@k`` (see :func:`per_user_metrics`)."""
-    frame = per_user_metrics(user_factors, item_factors, train, test, ks=ks, batch_size=batch_size)
-    if frame.empty:
-        raise ValueError("the test set has no user with a test item; nothing to evaluate")
-    return {key: float(frame[key].mean()) for key in frame.columns if key != "user"}
+    return mean_metrics(per_user_metrics(user_factors, item_factors, train, test, ks=ks, batch_size=batch_size))

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 CONFIG_FILE, METRICS_FILE, HISTORY_FILE = "config.json", "metrics.json", "history.csv"
 LEGACY_MODEL_FILE = "model.pt"  # the state_dict that runs of version 0.1 wrote instead of the saved recommender
 LOSS_PLOT_FILE = "loss_distribution.png"
+SHARDED_MODEL_DIR = "model"  # a sharded run's tables, one DCP file per rank (robustrec.distributed.run)
 
 
 def train_run(
@@ -46,8 +47,8 @@ def train_run(
     run finished. ``prepared`` reuses data already built by :func:`~robustrec.data.prepare_data` from ``spec``
     (e.g. by ``compare``). With a known-noise mask, metrics.json also holds :func:`noise_diagnostics` and, with
     ``write_plots``, the clean-vs-noisy training-loss distributions are drawn (``loss_distribution.png``).
-    ``fit_fn`` trains the model (:func:`robustrec.training.fit`, or :func:`robustrec.distributed.fit_sharded`
-    under torchrun).
+    ``fit_fn`` trains the model (:func:`robustrec.training.fit`; sharded runs go through
+    :func:`robustrec.distributed.run.train_run_sharded` instead).
     """
     config.warn_schedule()
     with RunDirectory(run_dir, finished=METRICS_FILE, resumable=CHECKPOINT_FILE, resume=resume,
@@ -113,7 +114,8 @@ def load_run(run_dir: Path) -> tuple[TrainConfig, DataSpec]:
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).exists():
         raise FileNotFoundError(f"{run_dir / CONFIG_FILE} is missing; is {run_dir} a finished training run?")
-    if not (persistence.is_saved(run_dir) or (run_dir / LEGACY_MODEL_FILE).exists()):
+    if not (persistence.is_saved(run_dir) or (run_dir / LEGACY_MODEL_FILE).exists()
+            or (run_dir / SHARDED_MODEL_DIR).is_dir()):
         missing = [name for name in persistence.ARTEFACT_FILES if not (run_dir / name).exists()]
         raise FileNotFoundError(f"{run_dir / missing[0]} is missing; is {run_dir} a finished training run?")
     resolved = read_json(run_dir / CONFIG_FILE, keys=("train", "data"), hint="the run directory is damaged; retrain it")
@@ -123,14 +125,19 @@ def load_run(run_dir: Path) -> tuple[TrainConfig, DataSpec]:
 
 
 def load_artefact(run_dir: Path, *, device="cpu") -> persistence.Artefact:
-    """The saved recommender of a finished run (a run of version 0.1, with model.pt only, is rebuilt from its
-    config.json and data)."""
+    """The saved recommender of a finished run (a run of version 0.1, with model.pt only, and a sharded run, with
+    its tables in RUN_DIR/model, are rebuilt from their config.json and data)."""
     run_dir = Path(run_dir)
     config, spec = load_run(run_dir)  # a clear error when run_dir is no finished run
     if persistence.is_saved(run_dir):
         return persistence.load(run_dir, device=device)
     train = prepare_data(spec).split.train
     model = new_model(config, train.n_users, train.n_items, train.matrix)
+    if (run_dir / SHARDED_MODEL_DIR).is_dir():  # written by robustrec.distributed.checkpoint.save_model
+        from robustrec.distributed.checkpoint import load_unsharded
+
+        load_unsharded(model, run_dir / SHARDED_MODEL_DIR)  # resharded to this one process
+        return persistence.from_model(config, model.to(device), train.matrix, train.user_ids, train.item_ids)
     state = atomic.load_torch(run_dir / LEGACY_MODEL_FILE, hint="the run directory is damaged; retrain it")
     try:
         model.load_state_dict(state)
