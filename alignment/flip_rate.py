@@ -333,8 +333,8 @@ class PairFlipRates:
             majority labels; NaN where ``labels`` is -1. ε_i = 1/2: the annotations cancel out, the pair carries
             no preference (rDPO's 1/(1 − 2ε_i) is undefined: leave it out).
         estimate: the flip rate of a single annotation (Dawid–Skene, pooled for two annotators), with its interval.
-        label_flip_rate: mean of ``rates`` over the pairs with a label: the expected share of flipped training
-            labels (smaller than ``estimate.value`` when labels are majority votes).
+        label_flip_rate: mean of ``rates`` over the pairs training keeps (:meth:`usable`): the expected share of
+            flipped training labels (smaller than ``estimate.value`` when labels are majority votes).
     """
 
     labels: np.ndarray
@@ -373,9 +373,11 @@ def pair_flip_rates_from_annotations(
         labels = np.asarray(labels)
         rates = fit.pair_flip_rates(labels)
         labels = np.where(np.isnan(rates), -1, labels)
-    usable = labels >= 0
+    found = PairFlipRates(labels=labels.astype(np.int64), rates=rates, estimate=fit.flip_rate,
+                          label_flip_rate=float("nan"))
+    usable = found.usable()  # the pairs training keeps (oriented_pairs, the annotated data format)
     mean = float(np.mean(rates[usable])) if usable.any() else float("nan")
-    return PairFlipRates(labels=labels.astype(np.int64), rates=rates, estimate=fit.flip_rate, label_flip_rate=mean)
+    return replace(found, label_flip_rate=mean)
 
 
 def annotated_flip_rate(rates: PairFlipRates, *, max_ci_width: float = DEFAULT_MAX_CI_WIDTH,

@@ -216,7 +216,8 @@ def test_pair_flip_rates_from_three_annotators():
     assert out.label_flip_rate < out.estimate.value  # a majority vote is cleaner than one annotation
     assert out.estimate.method == "dawid_skene" and out.usable().mean() > 0.85
     given = pair_flip_rates_from_annotations(sim.annotations, labels=sim.annotations[:, 2])
-    assert given.label_flip_rate == pytest.approx(sim.is_flipped[:, 2].mean(), abs=0.015)
+    kept = given.usable()  # pairs whose given label the others contradict (ε_i > 0.4) are left out of training
+    assert kept.mean() < 0.9 and given.label_flip_rate == pytest.approx(sim.is_flipped[kept, 2].mean(), abs=0.015)
 
 
 def test_pair_flip_rates_from_two_annotators_split_pairs_carry_nothing():
@@ -240,6 +241,7 @@ def test_oriented_pairs_carry_each_pair_rate():
     frame = oriented_pairs(["p"] * 400, first, second, rates)
     keep = rates.usable()
     assert len(frame) == keep.sum() and frame["row"].tolist() == np.flatnonzero(keep).tolist()
+    assert frame["flip_rate"].mean() == pytest.approx(rates.label_flip_rate)  # the one ε: the kept pairs' mean
     for _, row in frame.iloc[:20].iterrows():
         i = row["row"]
         assert (row["chosen"], row["rejected"]) == ((first[i], second[i]) if rates.labels[i] == 1 else (second[i], first[i]))
