@@ -237,7 +237,7 @@ def run_profile(split, args) -> dict:
                 if engine == "kernel":
                     KernelEngine(model, config, train).sample_epoch(2, rng)
                 else:
-                    sampler = build_sampler(sampler_name, train, pld_warmup_epochs=0)
+                    sampler = build_sampler(config, train)
 
                     def score_fn(users, items):
                         return model.score(torch.from_numpy(users).to(device), torch.from_numpy(items).to(device)).cpu().numpy()

@@ -103,7 +103,7 @@ class KernelEngine:
         self.settings = kernels.Settings(
             loss=LOSS_CODES[config.loss], l2=float(config.l2), phi_l2=float(config.phi_l2) if nbpo else 0.0,
             logit_prior=phi_logit(config), rce_beta=float(config.rce_beta),
-            optimizer=kernels.OPTIMIZERS.index(config.optimizer), lr=lr, eps=eps, pld=False,
+            optimizer=CPU_OPTIMIZERS.index(config.optimizer), lr=lr, eps=eps, pld=False,
             n_negatives=config.n_negatives, pool_size=config.pld_pool_size,
             temperature=float(config.pld_temperature), n_items=n_items, epoch_rows=train.nnz,
             batch_size=config.batch_size, half_bits=kernels.half_bits(train.nnz),

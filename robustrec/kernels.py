@@ -13,7 +13,8 @@ one whole mini-batch:
    scores the whole batch and drops its largest observed-item losses (:func:`robustrec.objectives.tce_dropped`);
 3. gradients and updates in one pass: each row's terms of the batch gradient are computed from the tables
    as they were at the start of the batch, and each user and item is stepped by the optimizer (FBGEMM's CPU
-   rules, :data:`OPTIMIZERS`) right after its last occurrence in the batch, with the sum of its terms.
+   rules, :data:`robustrec.optim.CPU_OPTIMIZERS`) right after its last occurrence in the batch, with the sum of
+   its terms.
 
 So a mini-batch is one step of the autograd engine with FBGEMM's fused update — same gradient, same update
 — without its per-batch Python, autograd and lookup overhead. Every random number is a hash of (epoch key,
@@ -47,8 +48,7 @@ for _function in objectives.KERNEL_FUNCTIONS:  # the objectives' scalar math, co
 #   rowwise_adagrad: state += mean_d(g²); w −= lr·g / (sqrt(state) + eps)      (state: one float per row)
 #   adagrad:         state_d += g_d²;     w_d −= lr·g_d / (sqrt(state_d) + eps) (state: one float per weight)
 #   sgd:             w −= lr·g                                                  (no state)
-OPTIMIZERS = CPU_OPTIMIZERS
-_ROWWISE_ADAGRAD, _ADAGRAD = OPTIMIZERS.index("rowwise_adagrad"), OPTIMIZERS.index("adagrad")
+_ROWWISE_ADAGRAD, _ADAGRAD = CPU_OPTIMIZERS.index("rowwise_adagrad"), CPU_OPTIMIZERS.index("adagrad")
 _TCE, _NBPO = objectives.LOSS_CODES["tce"], objectives.LOSS_CODES["nbpo"]
 
 # Reassociation lets LLVM vectorise the dot products and row sums; no "nnan"/"ninf", so a non-finite loss is
@@ -62,7 +62,7 @@ _FEISTEL_ROUNDS = 4
 
 
 class Settings(NamedTuple):
-    """Scalars of one kernel call (codes index ``objectives.LOSSES`` and :data:`OPTIMIZERS`)."""
+    """Scalars of one kernel call (codes index ``objectives.LOSSES`` and ``optim.CPU_OPTIMIZERS``)."""
 
     loss: int
     l2: float
