@@ -62,25 +62,13 @@ def train_run(
                              "--test-fraction, or give data with test interactions)")
         resolved = {"train": config.to_dict(), "data": asdict(spec)}
         if resume:
-            _check_same_data(out / CONFIG_FILE, resolved["data"])
+            check_same_data(out / CONFIG_FILE, resolved["data"])
         if run.state != FINISHED:  # an extended finished run keeps its config.json until it is republished
             atomic.save_json(resolved, out / CONFIG_FILE)
         validation = split.validation.matrix if split.validation is not None else None
         result = fit_fn(config, split.train.matrix, validation, run_dir=out, resume=resume, progress=progress)
-        metrics = evaluate_model(result.model, split.train.matrix, split.test.matrix, config.ks)
-        not_finite = [key for key, value in metrics.items() if not math.isfinite(value)]
-        if not_finite:
-            raise FloatingPointError(f"the trained model gives non-finite {', '.join(not_finite)}; nothing saved")
-        metrics.update(
-            train_seconds=result.train_seconds,
-            epochs=result.epochs,
-            seconds_per_epoch=result.train_seconds / max(result.epochs, 1),
-            best_epoch=result.best_epoch,
-            n_users=split.n_users,
-            n_items=split.n_items,
-            n_train=split.train.n_interactions,
-            n_test=split.test.n_interactions,
-        )
+        metrics = finished_metrics(evaluate_model(result.model, split.train.matrix, split.test.matrix, config.ks),
+                                   result, split)
         if prepared.noise_mask is not None:
             users_f, items_f = result.model.embedding_matrices(PREFERENCE)
             losses = training_losses(users_f, items_f, split.train.matrix, seed=config.seed)
@@ -99,7 +87,22 @@ def train_run(
     return metrics
 
 
-def _check_same_data(config_path: Path, data: dict) -> None:
+def finished_metrics(metrics: dict[str, float], result, split) -> dict:
+    """A trained run's test ``metrics`` with its training summary (seconds, epochs, best epoch, sizes), as
+    metrics.json holds them; FloatingPointError when a metric is not finite (nothing is saved then).
+
+    ``result``: the fit's result (``train_seconds``, ``epochs``, ``best_epoch``); ``split``: the run's data.
+    """
+    not_finite = [key for key, value in metrics.items() if not math.isfinite(value)]
+    if not_finite:
+        raise FloatingPointError(f"the trained model gives non-finite {', '.join(not_finite)}; nothing saved")
+    return {**metrics, "train_seconds": result.train_seconds, "epochs": result.epochs,
+            "seconds_per_epoch": result.train_seconds / max(result.epochs, 1), "best_epoch": result.best_epoch,
+            "n_users": split.n_users, "n_items": split.n_items, "n_train": split.train.n_interactions,
+            "n_test": split.test.n_interactions}
+
+
+def check_same_data(config_path: Path, data: dict) -> None:
     """ValueError naming each data setting that differs from the run's config.json (resuming needs the same data)."""
     if not config_path.is_file():
         return  # the checkpoint alone decides (fit checks the training settings)

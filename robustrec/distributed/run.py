@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -31,7 +30,7 @@ from robustrec.distributed.fit import fit_sharded
 from robustrec.distributed.memory import rank_memory
 from robustrec.distributed.placement import ShardingConfig
 from robustrec.rundir import FINISHED, RunDirectory
-from robustrec.runs import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, SHARDED_MODEL_DIR, _check_same_data
+from robustrec.runs import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, SHARDED_MODEL_DIR, check_same_data, finished_metrics
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +90,7 @@ def train_run_sharded(config: TrainConfig, spec: DataSpec, run_dir: Path, *, sha
                              "--test-fraction, or give data with test interactions)")
         resolved = json.loads(json.dumps({"train": config.to_dict(), "data": asdict(spec)}))
         if resume:
-            _check_same_data(out / CONFIG_FILE, resolved["data"])
+            check_same_data(out / CONFIG_FILE, resolved["data"])
         dist.barrier()  # every rank has read config.json before rank 0 rewrites it
         if rank == 0:
             log.info("data: %r", split)
@@ -103,23 +102,10 @@ def train_run_sharded(config: TrainConfig, spec: DataSpec, run_dir: Path, *, sha
         validation = split.validation.matrix if split.validation is not None else None
         result = fit_sharded(config, split.train.matrix, validation, sharding=sharding, run_dir=out, resume=resume,
                              checkpoint_required=checkpoint_required, progress=progress)
-        metrics = evaluate_sharded(result.model.module, split.train.matrix, split.test.matrix, config.ks)
-        not_finite = [key for key, value in metrics.items() if not math.isfinite(value)]
-        if not_finite:
-            raise FloatingPointError(f"the trained model gives non-finite {', '.join(not_finite)}; nothing saved")
+        metrics = finished_metrics(evaluate_sharded(result.model.module, split.train.matrix, split.test.matrix,
+                                                    config.ks), result, split)
         checkpoint.save_model(result.model, out / SHARDED_MODEL_DIR)
-        metrics.update(
-            train_seconds=result.train_seconds,
-            epochs=result.epochs,
-            seconds_per_epoch=result.train_seconds / max(result.epochs, 1),
-            best_epoch=result.best_epoch,
-            n_users=split.n_users,
-            n_items=split.n_items,
-            n_train=split.train.n_interactions,
-            n_test=split.test.n_interactions,
-            ranks=world,
-            rank_memory=rank_memory(result.model),
-        )
+        metrics.update(ranks=world, rank_memory=rank_memory(result.model))
         if rank == 0:
             atomic.save_text(pd.DataFrame(result.history).to_csv(index=False), out / HISTORY_FILE)
             atomic.save_json(resolved, out / CONFIG_FILE)
