@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     config.warn_schedule()
     result = tune(config, data_spec(args, seed=config.seed), args.out, settings, overwrite=args.overwrite)
     shown = [c for c in result.trials.columns if c not in ("datetime_start", "datetime_complete")]
-    print(to_markdown(result.trials[shown].round(4).fillna("")))
+    table = result.trials[shown].map(lambda v: f"{v:.4g}" if isinstance(v, float) and v == v else v)  # 8e-06, not 0.0
+    print(to_markdown(table.fillna("")))
     metric = config.early_stop_metric
     defaults = "n/a (pruned)" if result.default_value is None else f"{result.default_value:.4f}"
     print(f"best: validation {metric} {result.best_value:.4f} (defaults: {defaults}) with {describe(result.selected)}")
