@@ -41,8 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     # train's --debug is TrainingArguments' own (overflow detection): there, write --debug before the command
     debug = args.debug or (args.command != "train" and "--debug" in args.arguments)
     verbose = args.verbose or bool({"-v", "--verbose"} & set(args.arguments))
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    logger.setLevel(logging.INFO)
+    quiet = args.quiet or bool({"-q", "--quiet"} & set(args.arguments))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s",
+                        force=True)  # own the root configuration, whatever ran before in this process
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
     _quiet_libraries(verbose)
     runners = {"train": run_train, "evaluate": run_evaluate, "experiment": run_experiment,
                "estimate-flip-rate": run_estimate_flip_rate}
@@ -94,7 +96,8 @@ def _quiet_libraries(verbose: bool) -> None:
 
 
 def _add_common_flags(parser: argparse.ArgumentParser, *, debug: bool = True) -> None:
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level, libraries included")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only (no progress or counts)")
     if debug:
         parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
@@ -142,7 +145,7 @@ def parse_train(argv: list[str]):
                                                     load_tokenizer(folder))
     if (values["eval_data"] or values["eval_fraction"]) and values["eval_strategy"] in ("no", None):
         values["eval_strategy"] = "steps"
-    fields = {key: value for key, value in values.items() if key not in ("config", "verbose")}
+    fields = {key: value for key, value in values.items() if key not in ("config", "verbose", "quiet")}
     data_args, config, model_args = parser.parse_dict(fields)
     return data_args, config, model_args, values
 
@@ -200,7 +203,7 @@ def run_evaluate(argv: list[str]) -> int:
     _add_common_flags(parser)
     values = vars(parser.parse_args(argv))
     run_dir = values.pop("run_dir")
-    values.pop("verbose"), values.pop("debug")
+    values.pop("verbose"), values.pop("quiet"), values.pop("debug")
     (args,) = parser.parse_dict(values)
     _set_threads(args.num_threads)
     metrics = evaluate_run(run_dir, args, say=(lambda message: None) if args.json else _say)

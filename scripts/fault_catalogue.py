@@ -26,10 +26,11 @@ def _case_ids(test_file: str) -> list[str]:
     return re.findall(r"test_fault\[(.+)\]", listed)
 
 
-def _short(argv: list[str], tmp: str) -> str:
-    text = " ".join(argv)
-    text = re.sub(r"/tmp/\S*?/(pytest-\d+|pytest-of-[^/]+/pytest-\d+)/[^/ ]+/", "TMP/", text)
-    return text.replace(tmp, "TMP").replace("|", "\\|")
+def _tidy(text: str) -> str:
+    """``text`` with each case's pytest folder written TMP (the tiny model's MODEL), for a Markdown cell."""
+    text = re.sub(r"/tmp/(?:[^/ ]+/)*?pytest-\d+/tiny-llama\d*", "MODEL", text)  # the tests' tiny random Llama
+    text = re.sub(r"/tmp/(?:[^/ ]+/)*?pytest-\d+/[^/ ]+", "TMP", text)
+    return text.replace("|", "\\|")
 
 
 def main(argv=None) -> int:
@@ -52,8 +53,8 @@ def main(argv=None) -> int:
                 failed += 1
                 rows.append(f"| {package} | {case} | | | | FAILED |")
                 continue
-            command = f"python -m {package} " + _short(r["argv"], tmp)
-            message = r["line"].replace("|", "\\|")
+            command = f"python -m {package} " + _tidy(" ".join(r["argv"]))
+            message = _tidy(r["line"])
             rows.append(f"| {package} | {case} | `{command}` | {r['code']} | {message} | pass |")
     table = "\n".join(rows) + f"\n\n{len(rows) - 2} cases, {failed} failed.\n"
     print(table)

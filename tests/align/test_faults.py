@@ -24,7 +24,7 @@ QUIET = ["--disable-tqdm", "true", "--gradient-checkpointing", "false", "--loggi
 
 
 def train_argv(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    return ["train", "--model", str(model), "--data", str(data), "--steps", "2", "--batch-size", "2", "--lr", "1e-3",
+    return ["-q", "train", "--model", str(model), "--data", str(data), "--steps", "2", "--batch-size", "2", "--lr", "1e-3",
             "--out", str(out), *QUIET, *extra]
 
 
