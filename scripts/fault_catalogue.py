@@ -56,7 +56,12 @@ def main(argv=None) -> int:
             command = f"python -m {package} " + _tidy(" ".join(r["argv"]))
             message = _tidy(r["line"])
             rows.append(f"| {package} | {case} | `{command}` | {r['code']} | {message} | pass |")
-    table = "\n".join(rows) + f"\n\n{len(rows) - 2} cases, {failed} failed.\n"
+    header = ("# Fault catalogue (generated)\n\n`python scripts/fault_catalogue.py --out "
+              "benchmarks/results/fault_catalogue.md`: every parametrised case of tests/test_faults.py and "
+              "tests/align/test_faults.py, run by pytest with `$ROBUSTREC_FAULT_CATALOGUE` set; a case is recorded only "
+              "after its test passed (exit code, exactly one stderr line containing the expected text, no traceback, "
+              "nothing half-written). TMP = the case's temporary folder, MODEL = the tests' tiny random Llama.\n\n")
+    table = header + "\n".join(rows) + f"\n\n{len(rows) - 2} cases, {failed} failed.\n"
     print(table)
     if args.out:
         args.out.write_text(table)
