@@ -50,7 +50,9 @@ def _init(rows: int, dim: int, gen: torch.Generator, scale: float = 1.0) -> torc
     return scale * torch.rand(rows, dim, generator=gen) / math.sqrt(dim)
 
 
-def _metrics(users, items, train, part, ks=(5, 10, 20)) -> dict[str, float]:
+def f1_and_ndcg(users, items, train, part, ks=(5, 10, 20)) -> dict[str, float]:
+    """The NBPO paper's metrics of factors ``users`` (n_users, D) and ``items`` (n_items, D) on the relevant items
+    ``part`` with ``train`` masked: per-user F1@K = 2PR/(P+R) and NDCG@K, averaged over the users of ``part``."""
     frame = per_user_metrics(users, items, train, part, ks=ks)
     out = {}
     for k in ks:
@@ -89,9 +91,9 @@ def train(protocol: Protocol, train_m: sp.csr_matrix, validation: sp.csr_matrix,
                 P, Q = P + lr * (dP - protocol.phi_l2 * P), Q + lr * (dQ - protocol.phi_l2 * Q)
         if not torch.isfinite(U).all():
             raise FloatingPointError(f"{protocol} diverged in epoch {epoch}")
-        valid = _metrics(U, V, train_m, validation)
+        valid = f1_and_ndcg(U, V, train_m, validation)
         row = {"epoch": epoch, "valid_NDCG@20": valid["NDCG@20"]}
-        row.update({f"test_{k}": v for k, v in _metrics(U, V, train_m, test).items()})
+        row.update({f"test_{k}": v for k, v in f1_and_ndcg(U, V, train_m, test).items()})
         history.append(row)
         if best is None or row["valid_NDCG@20"] > best["valid_NDCG@20"]:
             best = row

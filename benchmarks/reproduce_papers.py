@@ -32,11 +32,11 @@ from robustrec import Recommender
 from robustrec.compare import compare_runs, method_name, summarize, to_markdown
 from robustrec.config import TrainConfig
 from robustrec.data import DataSpec, prepare_data
-from robustrec.evaluate import per_user_metrics
 from robustrec.runs import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from nbpo_protocol import f1_and_ndcg  # noqa: E402  (beside this script)
 RESULTS = ROOT / "benchmarks" / "results"
 
 
@@ -58,13 +58,7 @@ def _f1_and_ndcg(run_dir: Path, ks=(5, 10, 20)) -> dict[str, float]:
     _, spec = load_run(run_dir)
     split = prepare_data(spec).split
     model = Recommender.from_run(run_dir)
-    frame = per_user_metrics(model.user_factors, model.item_factors, split.train.matrix, split.test.matrix, ks=ks)
-    out = {}
-    for k in ks:
-        p, r = frame[f"precision@{k}"], frame[f"recall@{k}"]
-        out[f"F1@{k}"] = float(np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0).mean())
-        out[f"NDCG@{k}"] = float(frame[f"ndcg@{k}"].mean())
-    return out
+    return f1_and_ndcg(model.user_factors, model.item_factors, split.train.matrix, split.test.matrix, ks=ks)
 
 
 def nbpo_amazon(args) -> None:
