@@ -55,8 +55,9 @@ def test_filter_items_and_items(rec, log):
     ids, scores = rec.recommend(np.arange(4), N=3, items=only, filter_already_liked_items=False)
     assert set(ids.ravel()) <= set(only) and ids.shape == (4, 3)
     scores_all = (rec.user_factors[:4] @ rec.item_factors.T).numpy()
-    np.testing.assert_allclose(scores, np.take_along_axis(scores_all, ids, 1), rtol=1e-6)
-    assert np.all(np.take_along_axis(scores_all, ids[:, :1], 1)[:, 0] == scores_all[:, only].max(1))
+    # the restricted and full products take different BLAS paths: equal up to float32 rounding
+    np.testing.assert_allclose(scores, np.take_along_axis(scores_all, ids, 1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(scores[:, 0], scores_all[:, only].max(1), rtol=1e-5, atol=1e-6)
 
 
 def test_a_user_with_too_few_unseen_items_gets_fewer(rec, log):
