@@ -26,7 +26,8 @@ Printed per data set, every number the median over ``--repeats`` repeats, each s
 4. LightGCN: robustrec's LightGCN (autograd engine) beside a plain PyTorch LightGCN with sparse propagation,
    per training step (each propagates the whole graph) times steps per epoch.
 5. evaluation: seconds for all test users, the bytes it must move, and their ratio to the measured memory
-   bandwidth and the measured matrix-product rate.
+   bandwidth and the measured matrix-product rate (bfloat16 products where the CPU multiplies them in hardware,
+   as the evaluation then does; float32 otherwise).
 """
 
 from __future__ import annotations
@@ -342,14 +343,25 @@ def run_evaluation(split, args) -> dict:
             times.append(time.perf_counter() - tic)
         return median(times)
 
-    if device.type == "cpu":  # the evaluation's own tools: numpy's copy and numpy's BLAS
+    bf16 = False
+    if device.type == "cpu":  # the evaluation's own tools: numpy's copy, the bfloat16 or numpy float32 product
+        from robustrec.evaluate import cpu_has_bf16_products
+
+        bf16 = cpu_has_bf16_products()
         buffer = np.ones(64 << 20, np.float32)  # 256 MB, touched: copy bandwidth, read + write
         target = np.empty_like(buffer)
         bandwidth = 2 * buffer.nbytes / median_of_three(lambda: np.copyto(target, buffer))
         u_block = rng.standard_normal((256, DIM)).astype(np.float32)
-        items_t = np.ascontiguousarray(items.cpu().numpy().T)
-        out = np.empty((256, n_items), np.float32)
-        gemm_rate = 2 * 256 * DIM * n_items / median_of_three(lambda: np.matmul(u_block, items_t, out=out))
+        if bf16:
+            u_bf16 = torch.from_numpy(u_block).bfloat16()
+            items_bf16_t = items.cpu().bfloat16().T.contiguous()
+            out_bf16 = torch.empty((256, n_items), dtype=torch.bfloat16)
+            product = lambda: torch.matmul(u_bf16, items_bf16_t, out=out_bf16)  # noqa: E731
+        else:
+            items_t = np.ascontiguousarray(items.cpu().numpy().T)
+            out = np.empty((256, n_items), np.float32)
+            product = lambda: np.matmul(u_block, items_t, out=out)  # noqa: E731
+        gemm_rate = 2 * 256 * DIM * n_items / median_of_three(product)
     else:  # the device's memory and matrix products
         buffer = torch.ones(64 << 20, device=device)
         target = torch.empty_like(buffer)
@@ -357,9 +369,10 @@ def run_evaluation(split, args) -> dict:
         u_block = torch.randn(1024, DIM, device=device)
         gemm_rate = 2 * 1024 * DIM * n_items / median_of_three(lambda: u_block @ items.T)
     inputs = 4 * DIM * (n_users + n_items) + 12 * (train.nnz + test.nnz) + 8 * (n_users + 1) * 2
-    scores = 4 * evaluated * n_items  # written by the product, read by the top-k pass
+    scores = (2 if bf16 else 4) * evaluated * n_items  # written by the product, read by the top-k pass
     return {"seconds": seconds, "evaluated_users": evaluated, "input_bytes": inputs, "score_bytes": 2 * scores,
-            "bandwidth": bandwidth, "flops": 2.0 * evaluated * n_items * DIM, "gemm_rate": gemm_rate}
+            "bandwidth": bandwidth, "flops": 2.0 * evaluated * n_items * DIM, "gemm_rate": gemm_rate,
+            "products": "bfloat16, candidates rescored exactly" if bf16 else "float32"}
 
 
 RUNNERS = {
@@ -460,9 +473,10 @@ def lightgcn_table(result: dict, args) -> list[str]:
 
 def evaluation_table(r: dict) -> list[str]:
     moved = r["input_bytes"] + r["score_bytes"]
-    return ["| evaluated users | s | GB moved (inputs + scores written and read) | GB/s | measured copy GB/s | "
-            "ratio | GFLOP | GFLOP/s | measured matmul GFLOP/s | ratio |", "|---|---|---|---|---|---|---|---|---|---|",
-            f"| {r['evaluated_users']} | {r['seconds']:.3f} | {moved / 1e9:.2f} | {moved / r['seconds'] / 1e9:.1f} | "
+    return ["| evaluated users | products | s | GB moved (inputs + scores written and read) | GB/s | measured copy GB/s "
+            "| ratio | GFLOP | GFLOP/s | measured matmul GFLOP/s (same precision) | ratio |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+            f"| {r['evaluated_users']} | {r.get('products', 'float32')} | {r['seconds']:.3f} | {moved / 1e9:.2f} | {moved / r['seconds'] / 1e9:.1f} | "
             f"{r['bandwidth'] / 1e9:.1f} | {moved / r['seconds'] / r['bandwidth']:.2f} | {r['flops'] / 1e9:.1f} | "
             f"{r['flops'] / r['seconds'] / 1e9:.1f} | {r['gemm_rate'] / 1e9:.1f} | "
             f"{r['flops'] / r['seconds'] / r['gemm_rate']:.2f} |"]

@@ -2,9 +2,10 @@
 
 Every user with at least one test item is ranked against *all* items; the user's
 training items are masked out. Scoring is a batched matrix product with top-k on the
-model's device: no per-user Python loop. On CPU the products go through numpy's BLAS
-in cache-sized blocks of users and the masked top-k is one compiled pass per row
-(:mod:`robustrec.topk`); elsewhere it is ``torch.topk``.
+model's device: no per-user Python loop. On CPU the products are computed in cache-sized
+blocks of users and the masked top-k is one compiled pass per row (:mod:`robustrec.topk`): in bfloat16 where
+the CPU has bfloat16 dot-product instructions, with the candidates rescored exactly (the same items as float32
+and float64 products, faster), else in float32 through numpy's BLAS; elsewhere it is ``torch.topk``.
 """
 
 from __future__ import annotations
@@ -60,6 +61,25 @@ def top_k_items(
 CPU_SCORE_BLOCK_BYTES = 32 << 20
 
 
+def cpu_has_bf16_products() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (AVX-512 BF16 or AMX): several times float32's
+    rate; elsewhere torch emulates them, slower than float32."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def _bf16_applies(user_factors: torch.Tensor, item_factors: torch.Tensor, users: np.ndarray, train: sp.csr_matrix,
+                  k: int) -> bool:
+    """Whether the bfloat16 pass's error bound holds (finite factors of moderate norm) and every user has ``k``
+    items to rank (the pass skips masked items instead of ranking them last)."""
+    if min(user_factors.numel(), item_factors.numel()) == 0:
+        return False
+    if not (torch.isfinite(user_factors).all() and torch.isfinite(item_factors).all()):
+        return False
+    norm_bound = float(user_factors.norm(dim=1).max()) * float(item_factors.norm(dim=1).max())
+    rankable = train.shape[1] - np.diff(train.indptr)[users]
+    return norm_bound < 1e30 and (rankable.size == 0 or int(rankable.min()) >= k)
+
+
 def top_k_hits(
     user_factors: torch.Tensor,
     item_factors: torch.Tensor,
@@ -69,12 +89,14 @@ def top_k_hits(
     k: int,
     *,
     batch_size: int = 1024,
+    bf16: bool | None = None,
 ) -> torch.Tensor:
     """(len(users), k) bool on the factors' device: whether each of a user's top-``k`` items (best first, training
     items masked, ties to the lower item id on CPU) is one of its test items.
 
     On CPU a compiled pass per row (:mod:`robustrec.topk`) replaces the sort of every score, on blocks of
-    users small enough to stay in cache; elsewhere it is ``torch.topk`` on the device.
+    users small enough to stay in cache; elsewhere it is ``torch.topk`` on the device. ``bf16``: whether the CPU
+    products are bfloat16 with exact rescoring (None: where :func:`cpu_has_bf16_products` and the bound holds).
     """
     device = user_factors.device
     if device.type != "cpu":
@@ -86,24 +108,59 @@ def top_k_hits(
             relevant[_row_entries(test, batch, device)] = True
             parts.append(torch.gather(relevant, 1, ids))
         return torch.cat(parts) if parts else torch.zeros((0, k), dtype=torch.bool, device=device)
+    _, hits = cpu_masked_top_k(user_factors, item_factors, users, train, test, k, batch_size=batch_size, bf16=bf16)
+    return torch.from_numpy(hits)
+
+
+def cpu_masked_top_k(
+    user_factors: torch.Tensor,
+    item_factors: torch.Tensor,
+    users: np.ndarray,
+    train: sp.csr_matrix,
+    test: sp.csr_matrix,
+    k: int,
+    *,
+    batch_size: int = 1024,
+    bf16: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The CPU path of :func:`top_k_hits`: (len(users), k) int64 item ids, best first, and (len(users), k) bool
+    hits. ``train`` and ``test`` (n_users, n_items) CSR with sorted indices; ``bf16`` as in :func:`top_k_hits`."""
     from robustrec import topk
     from robustrec.jit import numba_threads
 
+    csr = [a.astype(dtype, copy=False) for m in (train, test) for a, dtype in ((m.indptr, np.int64), (m.indices, np.int32))]
+    ids, hits = np.empty((users.size, k), np.int64), np.empty((users.size, k), np.bool_)
+    user_factors, item_factors = user_factors.detach(), item_factors.detach()
+    if (cpu_has_bf16_products() if bf16 is None else bf16) and _bf16_applies(user_factors, item_factors, users, train,
+                                                                              k):
+        user_np, item_np = user_factors.numpy(), item_factors.numpy()
+        user_bf16 = user_factors.to(torch.bfloat16)
+        items_bf16_t = item_factors.to(torch.bfloat16).T.contiguous()  # (D, n_items)
+        max_item_norm = float(np.sqrt((item_np.astype(np.float64) ** 2).sum(1)).max())
+        n_items = items_bf16_t.shape[1]
+        block = max(1, min(batch_size, CPU_SCORE_BLOCK_BYTES // (n_items * 2)))
+        approx = torch.empty((min(block, max(users.size, 1)), n_items), dtype=torch.bfloat16)
+        with numba_threads(torch.get_num_threads()):
+            for start in range(0, users.size, block):
+                batch = users[start : start + block].astype(np.int64)
+                out = approx[: batch.size]
+                torch.matmul(user_bf16[torch.from_numpy(batch)], items_bf16_t, out=out)
+                topk.masked_top_k_hits_bf16(out.view(torch.int16).numpy(), batch, k, user_np, item_np, max_item_norm,
+                                            *csr, ids, hits, start)
+        return ids, hits
     # numpy's BLAS (OpenBLAS) for the products: measured about twice torch's (MKL) on the AMD machines here
-    user_np = user_factors.detach().numpy()
-    items_t = np.ascontiguousarray(item_factors.detach().numpy().T)  # (D, n_items)
+    user_np = user_factors.numpy()
+    items_t = np.ascontiguousarray(item_factors.numpy().T)  # (D, n_items)
     n_items = items_t.shape[1]
     block = max(1, min(batch_size, CPU_SCORE_BLOCK_BYTES // (n_items * items_t.itemsize)))
     scores = np.empty((min(block, max(users.size, 1)), n_items), dtype=np.result_type(user_np, items_t))
-    ids, hits = np.empty((users.size, k), np.int64), np.empty((users.size, k), np.bool_)
-    csr = [a.astype(dtype, copy=False) for m in (train, test) for a, dtype in ((m.indptr, np.int64), (m.indices, np.int32))]
     with numba_threads(torch.get_num_threads()):
         for start in range(0, users.size, block):
             batch = users[start : start + block].astype(np.int64)
             out = scores[: batch.size]
             np.matmul(user_np[batch], items_t, out=out)
             topk.masked_top_k_hits(out, batch, k, *csr, ids, hits, start)
-    return torch.from_numpy(hits)
+    return ids, hits
 
 
 def per_user_metrics(

@@ -94,3 +94,91 @@ def test_compiled_top_k_agrees_with_torch_top_k():
     expected = np.array([[test[u, i] != 0 for i in row] for u, row in zip(users, ids.numpy())])
     assert hits.shape == (40, 25) and hits.sum() > 0
     np.testing.assert_array_equal(hits.numpy(), expected)
+
+
+def _exact_top_k(users_f, items_f, users, train, k):
+    """(len(users), k) ids by float64 scores, training items masked, ties to the lower id (stable sort)."""
+    scores = np.asarray(users_f, np.float64)[users] @ np.asarray(items_f, np.float64).T
+    for r, u in enumerate(users):
+        scores[r, train[u].indices] = -np.inf
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n_items,k", [(1000, 20), (1000, 50), (37, 5), (700, 1)])
+def test_bfloat16_pass_returns_the_exact_top_k(dtype, n_items, k):
+    from robustrec.evaluate import cpu_masked_top_k
+
+    rng = np.random.default_rng(n_items + k)
+    n_users = 30
+    users_f = rng.normal(size=(n_users, 16))
+    items_f = rng.normal(size=(n_items, 16)) * rng.gamma(1.0, size=(n_items, 1))  # popular items: larger norms
+    users_f[:5] = np.abs(users_f[:5])
+    items_f[: n_items // 2] = -np.abs(items_f[: n_items // 2])  # the first five users score these all below zero
+    train = _random_csr(rng, n_users, n_items, 0.1)
+    test = sp.csr_matrix(_random_csr(rng, n_users, n_items, 0.1).multiply(train == 0))
+    users = np.arange(n_users)
+    want = _exact_top_k(users_f, items_f, users, train, k)
+    for bf16 in (True, False):
+        ids, hits = cpu_masked_top_k(torch.tensor(users_f, dtype=dtype), torch.tensor(items_f, dtype=dtype), users,
+                                     train, test, k, batch_size=7, bf16=bf16)
+        np.testing.assert_array_equal(ids, want)
+        np.testing.assert_array_equal(hits, np.array([[test[u, i] != 0 for i in row] for u, row in zip(users, want)]))
+
+
+def test_bfloat16_pass_is_exact_where_bfloat16_rounding_reorders_the_items():
+    """Item j = (1 + x_j, 1 - x_j + 1e-5 y_j), user (1, 1): exact score 2 + 1e-5 y_j, but the two coordinates
+    round to bfloat16 (spacing 2^-7 near 1) with errors that do not cancel, scrambling the approximate order.
+    Only candidates kept within the error bound and rescored exactly give the true top k."""
+    from robustrec.evaluate import cpu_masked_top_k
+
+    rng = np.random.default_rng(3)
+    n_items, k = 2048, 20
+    y = rng.permutation(n_items)
+    x = rng.uniform(0, 0.02, n_items)
+    items_f = np.zeros((n_items, 4))
+    items_f[:, 0], items_f[:, 1] = 1.0 + x, 1.0 - x + 1e-5 * y
+    users_f = np.array([[1.0, 1.0, 0.0, 0.0]])
+    approx = (torch.tensor(users_f).bfloat16() @ torch.tensor(items_f).bfloat16().T).float().numpy()[0]
+    best = y >= n_items - k
+    assert approx[best].min() < np.sort(approx)[-k]  # bfloat16 alone would miss some of the true best k
+    train = sp.csr_matrix((1, n_items), dtype=np.float32)
+    ids, _ = cpu_masked_top_k(torch.tensor(users_f), torch.tensor(items_f), np.array([0]), train, train, k,
+                              bf16=True)
+    np.testing.assert_array_equal(y[ids[0]], np.arange(n_items - 1, n_items - 1 - k, -1))
+
+
+def test_bfloat16_pass_defers_to_float32_when_a_user_has_fewer_than_k_items():
+    from robustrec.evaluate import cpu_masked_top_k
+
+    rng = np.random.default_rng(4)
+    users_f, items_f = torch.randn(3, 8), torch.randn(100, 8)
+    dense = np.zeros((3, 100), np.float32)
+    dense[1, :95] = 1  # user 1 can rank 5 items, fewer than k
+    train = sp.csr_matrix(dense)
+    test = sp.csr_matrix(_random_csr(rng, 3, 100, 0.1).multiply(train == 0))
+    users = np.arange(3)
+    got = cpu_masked_top_k(users_f, items_f, users, train, test, 10, bf16=True)
+    want = cpu_masked_top_k(users_f, items_f, users, train, test, 10, bf16=False)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    assert set(got[0][1, :5]) == set(range(95, 100)) and set(got[0][1, 5:]) <= set(range(95))
+
+
+@pytest.mark.parametrize("dim", [4, 64, 256])
+def test_bfloat16_products_stay_within_the_error_bound(dim):
+    """The pass is exact only if |bfloat16 product - exact| <= BF16_RELATIVE_ERROR |u| |i|; worst cases put
+    every coordinate half a bfloat16 step from its rounding (1 + 2^-8 - tiny)."""
+    from robustrec.topk import BF16_RELATIVE_ERROR
+
+    rng = np.random.default_rng(dim)
+    users_f = np.concatenate([rng.normal(size=(200, dim)) * 10.0 ** rng.uniform(-3, 3, (200, 1)),
+                              np.full((1, dim), 1 + 2**-8 - 2**-20)])
+    items_f = np.concatenate([rng.normal(size=(300, dim)) * 10.0 ** rng.uniform(-3, 3, (300, 1)),
+                              np.full((1, dim), 1 + 2**-8 - 2**-20)])
+    exact = users_f @ items_f.T
+    approx = (torch.tensor(users_f).bfloat16() @ torch.tensor(items_f).bfloat16().T).double().numpy()
+    bound = np.linalg.norm(users_f, axis=1)[:, None] * np.linalg.norm(items_f, axis=1)[None, :]
+    ratio = np.abs(approx - exact) / bound
+    assert ratio.max() <= BF16_RELATIVE_ERROR
+    assert ratio[-1, -1] > BF16_RELATIVE_ERROR / 4  # the worst case comes near the bound: it is not loose by far
