@@ -497,6 +497,8 @@ def main() -> None:
     parser.add_argument("--lightgcn-steps", type=int, default=10, help="timed LightGCN steps per repeat")
     parser.add_argument("--skip", nargs="*", default=[], choices=["systems", "objectives", "profile", "lightgcn",
                                                                    "evaluation", "cold-compile"])
+    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS,
+                        help="the systems of the first table (default: all)")
     parser.add_argument("--out", type=Path, help="also write the tables as Markdown here")
     parser.add_argument("--child", choices=sorted(RUNNERS), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -516,7 +518,7 @@ def main() -> None:
         if "systems" not in args.skip:
             rows = {}
             for _ in range(args.repeats):  # rounds: every system once per round, so load changes hit them alike
-                for system in SYSTEMS:
+                for system in args.systems:
                     result = run_child(system, data, args, repeats=1)
                     if result is not None:
                         rows[system] = merge_rounds(rows.get(system), result)

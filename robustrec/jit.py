@@ -77,12 +77,19 @@ if _CACHE_KEYED_ON_SOURCES:  # numba 0.68's locator registry (else: no on-disk c
 
 @contextmanager
 def numba_threads(n: int):
-    """Run numba's parallel loops on ``n`` threads (at most numba's pool size) inside the block."""
-    import numba
+    """Run numba's parallel loops on ``n`` threads (at most numba's pool size) inside the block.
 
+    torch's intra-op thread count is restored too: numba's OpenMP layer and torch can share one OpenMP runtime,
+    whose thread count numba's parallel loops would otherwise leave at numba's pool size."""
+    import numba
+    import torch
+
+    previous_torch = torch.get_num_threads()  # before numba's first call, which may start its pool and reset it
     previous = numba.get_num_threads()
     numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
     try:
         yield
     finally:
         numba.set_num_threads(previous)
+        if torch.get_num_threads() != previous_torch:
+            torch.set_num_threads(previous_torch)

@@ -104,7 +104,7 @@ class Workspace(NamedTuple):
     item_slot: np.ndarray  # (T, n_items) int64, -1 between batches
     user_rows: np.ndarray  # (T, B) int64 the user of each slot
     item_rows: np.ndarray  # (T, B·C) int64
-    count: np.ndarray  # (T, 2) int64 slots in use (users, items)
+    count: np.ndarray  # (T, 16) int64 slots in use (users, items; padded so threads never share a cache line)
     last_user: np.ndarray  # (T, n_users) int64 a user's last row in the batch
     last_item: np.ndarray  # (T, n_items) int64 an item's last occurrence (row · C + column) in the batch
     term: np.ndarray  # (T, 2 (1 + C), max(D, Dφ)) float32 one row's gradient terms (user, items; φ after)
@@ -122,7 +122,7 @@ def new_workspace(n_threads: int, n_users: int, n_items: int, batch_size: int, n
         grad_users=np.zeros((t, b, dim), f32), grad_items=np.zeros((t, b * c, dim), f32),
         grad_phi_users=np.zeros((t, b, phi_dim), f32), grad_phi_items=np.zeros((t, b * c, phi_dim), f32),
         user_slot=np.full((t, n_users), -1, i64), item_slot=np.full((t, n_items), -1, i64),
-        user_rows=np.zeros((t, b), i64), item_rows=np.zeros((t, b * c), i64), count=np.zeros((t, 2), i64),
+        user_rows=np.zeros((t, b), i64), item_rows=np.zeros((t, b * c), i64), count=np.zeros((t, 16), i64),
         last_user=np.zeros((t, n_users), i64), last_item=np.zeros((t, n_items), i64),
         term=np.zeros((t, 2 * (1 + c), max(dim, phi_dim)), f32),
     )
@@ -336,7 +336,7 @@ class Slots(NamedTuple):
     last_item: np.ndarray  # (n_items,) int64: the item's last occurrence b·C + k
     user_rows: np.ndarray  # (B,) int64: the user of each slot
     item_rows: np.ndarray  # (B·C,) int64
-    count: np.ndarray  # (2,) int64: slots in use (users, items)
+    count: np.ndarray  # (16,) int64: slots in use (users, items; the rest pads a cache line)
     grad_users: np.ndarray  # (B, D) float32 running gradient of each slot's user
     grad_items: np.ndarray  # (B·C, D) float32
     grad_phi_users: np.ndarray  # (B, Dφ) float32 (NBPO's φ factors)

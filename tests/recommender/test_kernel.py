@@ -332,3 +332,18 @@ def test_the_sampling_profile_draws_the_rows_training_draws(small_split, sampler
         drawn.append((engine.workspace.users[0, : train.nnz].copy(), engine.workspace.items[0, : train.nnz].copy()))
     np.testing.assert_array_equal(drawn[0][0], drawn[1][0])
     np.testing.assert_array_equal(drawn[0][1], drawn[1][1])
+
+
+def test_training_leaves_torchs_thread_count_as_the_user_set_it():
+    """numba's OpenMP pool starts on the kernel's first use and may share torch's OpenMP runtime, resetting its
+    thread count to numba's pool size: a fresh process shows whether fit restores it."""
+    import subprocess
+    import sys
+
+    code = ("import torch; torch.set_num_threads(1)\n"
+            "from robustrec import data\nfrom robustrec.config import TrainConfig\nfrom robustrec.training import fit\n"
+            "train = data.generate(n_users=100, n_items=80, mean_activity=10, seed=0).train.matrix\n"
+            "fit(TrainConfig(epochs=1, dim=8, batch_size=64, eval_every=0, engine='kernel'), train, progress=False)\n"
+            "print(torch.get_num_threads())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-1] == "1"
