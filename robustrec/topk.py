@@ -32,6 +32,7 @@ _STRIDE = 32  # scores compared with the heap's minimum at a time
 BF16_RELATIVE_ERROR = 0.0125  # |bfloat16 product - exact| <= this x |u| |i| (module docstring)
 BF16_ABSOLUTE_ERROR = 1e-36  # x (|u| + |i| + D): subnormals flushed to zero (module docstring)
 _BF16_MINUS_INF = np.int16(-128)  # 0xFF80
+_ROWS_PER_SCRATCH = 16  # rows of the bfloat16 pass sharing one set of scratch arrays
 
 
 @njit
@@ -153,7 +154,8 @@ def _bf16_value(key, word_f32, word_u32):
 
 @njit(fastmath={"reassoc", "nsz"})
 def _row_top_k_bf16(approx, r, user, k, user_factors, item_factors, max_item_norm, train_indptr, train_indices,
-                    test_indptr, test_indices, out_ids, out_hits, out_row):
+                    test_indptr, test_indices, out_ids, out_hits, out_row, high, low, best_k, positions, values, ids,
+                    word_f32):
     n_items, dim = approx.shape[1], item_factors.shape[1]
     row = approx[r]
     for q in range(train_indptr[user], train_indptr[user + 1]):  # training items never rank
@@ -163,14 +165,12 @@ def _row_top_k_bf16(approx, r, user, k, user_factors, item_factors, max_item_nor
         u_norm += np.float64(user_factors[user, d]) ** 2
     u_norm = np.sqrt(u_norm)
     error = BF16_RELATIVE_ERROR * u_norm * max_item_norm + BF16_ABSOLUTE_ERROR * (u_norm + max_item_norm + dim)
-    word_f32 = np.empty(1, np.float32)
     word_u32 = word_f32.view(np.uint32)
     # Stride s holds items s, s + n_strides, ..., s + 31 n_strides (a layout whose maxima vectorise); the items
     # past 32 n_strides are always looked at. The k best stride maxima are k distinct items whose exact scores
     # are at least their k-th best minus ``error``: so is the k-th best exact score, and an item whose approximate
     # score is below that minus another ``error`` cannot rank. Strides whose best is below are never read again.
     n_strides = n_items // _STRIDE
-    high, low = np.empty(n_strides, np.int16), np.empty(n_strides, np.int16)
     for s in range(n_strides):
         high[s], low[s] = row[s], row[s]
     for j in range(1, _STRIDE):
@@ -183,7 +183,8 @@ def _row_top_k_bf16(approx, r, user, k, user_factors, item_factors, max_item_nor
         high[s] = high[s] if high[s] >= 0 else _bf16_key(low[s])
     threshold = np.int16(-32768)  # the key below which an approximate score cannot reach the top k
     if n_strides >= k:
-        best_k, positions = high[:k].copy(), np.arange(k)
+        for j in range(k):
+            best_k[j], positions[j] = high[j], j
         for root in range(k // 2 - 1, -1, -1):
             _sift_down(best_k, positions, root, k)
         for s in range(k, n_strides):
@@ -193,8 +194,6 @@ def _row_top_k_bf16(approx, r, user, k, user_factors, item_factors, max_item_nor
         if best_k[0] > _bf16_key(_BF16_MINUS_INF):
             threshold = _bf16_floor_key(np.float32(_bf16_value(best_k[0], word_f32, word_u32) - 2.0 * error),
                                         word_f32, word_u32)
-    values = np.empty(k, np.float64)
-    ids = np.empty(k, np.int64)
     size = 0
     for s in range(n_strides + n_items - n_strides * _STRIDE):
         if s < n_strides:
@@ -246,6 +245,13 @@ def masked_top_k_hits_bf16(approx, users, k, user_factors, item_factors, max_ite
         k (<= the number of items each user can rank), the CSR arrays, out_ids, out_hits, first: as in
             :func:`masked_top_k_hits`.
     """
-    for r in prange(approx.shape[0]):
-        _row_top_k_bf16(approx, r, users[r], k, user_factors, item_factors, max_item_norm, train_indptr,
-                        train_indices, test_indptr, test_indices, out_ids, out_hits, first + r)
+    n_rows, n_strides = approx.shape[0], approx.shape[1] // _STRIDE
+    n_chunks = (n_rows + _ROWS_PER_SCRATCH - 1) // _ROWS_PER_SCRATCH
+    for c in prange(n_chunks):  # scratch arrays once per chunk of rows, not per row
+        high, low = np.empty(n_strides, np.int16), np.empty(n_strides, np.int16)
+        best_k, positions = np.empty(k, np.int16), np.empty(k, np.int64)
+        values, ids, word_f32 = np.empty(k, np.float64), np.empty(k, np.int64), np.empty(1, np.float32)
+        for r in range(c * _ROWS_PER_SCRATCH, min((c + 1) * _ROWS_PER_SCRATCH, n_rows)):
+            _row_top_k_bf16(approx, r, users[r], k, user_factors, item_factors, max_item_norm, train_indptr,
+                            train_indices, test_indptr, test_indices, out_ids, out_hits, first + r, high, low, best_k,
+                            positions, values, ids, word_f32)

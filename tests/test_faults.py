@@ -252,9 +252,15 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
 
 
+def _default_sigint() -> None:
+    # a suite started in the background (`cmd &` in a script) inherits SIGINT ignored, and Python then never
+    # raises KeyboardInterrupt: give the child the default disposition a terminal's Ctrl-C meets
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(argv: list[str], cwd: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "robustrec", *argv], cwd=cwd, env=_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_default_sigint)
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
