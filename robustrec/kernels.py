@@ -31,8 +31,10 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from numba import prange
-from numba.extending import register_jitable
+from llvmlite import ir
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic, register_jitable
 
 from robustrec import objectives, optim
 from robustrec.jit import cached_njit as njit
@@ -187,6 +189,54 @@ def unobserved_item(indptr, indices, n_items, user, u01):
     return r + lo
 
 
+@intrinsic
+def _prefetch_row(typingctx, table, row):
+    """Ask the CPU to start loading every 64-byte line of table[row, :] (a 2-D C-contiguous array; of a 1-D one,
+    the line of table[row]) for writing: no result, no fault on any address. Issued ahead of use, the rows'
+    cache misses overlap instead of stalling one at a time (the tables of large catalogues do not fit in cache)."""
+    def codegen(context, builder, signature, args):
+        table_type, row_type = signature.args
+        array = context.make_array(table_type)(context, builder, args[0])
+        row = context.cast(builder, args[1], row_type, types.intp)
+        zero = context.get_constant(types.intp, 0)
+        index = [row, zero] if table_type.ndim == 2 else [row]
+        first = cgutils.get_item_pointer(context, builder, table_type, array, index, wraparound=False)
+        first = builder.bitcast(first, ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        prefetch = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [first.type, i32, i32, i32]), "llvm.prefetch.p0")
+        item_bytes = context.get_constant(types.intp, context.get_abi_sizeof(context.get_data_type(table_type.dtype)))
+        row_bytes = builder.mul(builder.extract_value(array.shape, 1), item_bytes) if table_type.ndim == 2 else item_bytes
+        line = context.get_constant(types.intp, 64)
+        with cgutils.for_range_slice(builder, zero, row_bytes, line) as (offset, _):
+            # (address, 1 = for writing, 3 = keep in all cache levels, 1 = data)
+            builder.call(prefetch, [builder.gep(first, [offset]), i32(1), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    if not (isinstance(table, types.Array) and table.ndim in (1, 2) and table.layout == "C"):
+        return None
+    return types.void(table, row), codegen
+
+
+@njit(inline="always")
+def _prefetch_rows(first, last, tables, states, users, items, nbpo):
+    """Prefetch the table and optimizer-state rows of batch rows first..last-1 (see :func:`_prefetch_row`)."""
+    user_table, item_table, phi_user_table, phi_item_table = tables
+    user_state, item_state, phi_user_state, phi_item_state = states
+    for b in range(first, last):
+        _prefetch_row(user_table, users[b])
+        _prefetch_row(user_state, users[b])
+        if nbpo:
+            _prefetch_row(phi_user_table, users[b])
+            _prefetch_row(phi_user_state, users[b])
+        for k in range(items.shape[1]):
+            _prefetch_row(item_table, items[b, k])
+            _prefetch_row(item_state, items[b, k])
+            if nbpo:
+                _prefetch_row(phi_item_table, items[b, k])
+                _prefetch_row(phi_item_state, items[b, k])
+
+
 @njit(fastmath=_FAST_MATH, inline="always")
 def _dot(a, i, b, j):
     """a[i] · b[j] of two (rows, D) tables (indexing, no row views: no reference counting in hot loops)."""
@@ -283,6 +333,11 @@ def _draw_rows(first, last, start, key, st, user_table, item_table, indptr, indi
     first_free = 2 if st.pld else 1
     if st.pld:
         _pld_pools(first, last, start, key, st, indptr, indices, active_users, users, items, pool)
+        for b in range(first, last):  # the rows the choice scores, all requested before the first is needed
+            _prefetch_row(user_table, users[b])
+            _prefetch_row(item_table, items[b, 1])
+            for q in range(st.pool_size):
+                _prefetch_row(item_table, pool[b, q])
         _pld_choose(first, last, start, key, st, user_table, item_table, users, items, pool, pool_scores)
     else:
         for b in range(first, last):
@@ -291,6 +346,10 @@ def _draw_rows(first, last, start, key, st, user_table, item_table, indptr, indi
             entry = users[b]
             users[b] = row_users[entry]
             items[b, 0] = indices[entry]
+    for b in range(first, last):  # where the negatives' searches start: the users' offsets, then their items
+        _prefetch_row(indptr, users[b])
+    for b in range(first, last):
+        _prefetch_row(indices, indptr[users[b]])
     for b in range(first, last):
         for k in range(first_free, n_cols):
             items[b, k] = unobserved_item(indptr, indices, st.n_items, users[b], uniform(key, start + b, k))
@@ -481,8 +540,11 @@ def _train_batch(t, batch, key, drop_rate, st, tables, states, indptr, indices, 
                 _learn_rows(first, min(size, first + _CHUNK), size, st, tables, states, users, items, d_scores,
                             d_phi, parts, slots, term)
     else:
+        nbpo = st.loss == _NBPO
+        _prefetch_rows(0, min(size, _CHUNK), tables, states, users, items, nbpo)
         for first in range(0, size, _CHUNK):
             last = min(size, first + _CHUNK)
+            _prefetch_rows(last, min(size, last + _CHUNK), tables, states, users, items, nbpo)  # the next chunk
             _score_rows(first, last, st, user_table, item_table, phi_user_table, phi_item_table, users, items,
                         scores, phi_scores, d_scores, d_phi, parts)
             for b in range(first, last):
