@@ -221,7 +221,7 @@ def nbpo_defaults(args) -> None:
     ).round(2).reset_index()
     notes = [
         "Logs: " + "; ".join(f"{n}: {NBPO_LOGS[n]}" for n in args.logs) + ".",
-        f"TrainConfig's defaults (MF dim 64, batch 4096, 1 sampled item per observed one, fused row-wise Adagrad lr "
+        f"TrainConfig's defaults (MF dim 64, batch 4096, 1 sampled item per observed one — NBPO 4, fused row-wise Adagrad lr "
         f"0.05, l2 1e-4) for every method, at most {args.epochs} epochs with early stopping on validation "
         f"recall@20 (every 5 epochs, patience 3); seeds {', '.join(map(str, args.seeds))} (model, and split of the "
         "synthetic logs). ratio_to_bpr: recall@20 / BPR's on the same log and seed, mean ± std over seeds. "
@@ -350,7 +350,7 @@ def tuned(args) -> None:
         f"{args.eval_every} epochs, patience {args.patience}); the selected settings are in the `selected` column. "
         f"Then every seed ({', '.join(map(str, args.seeds))}) trains the selected settings the same way; test "
         "metrics of the best validation epoch, mean ± std over seeds.",
-        f"Fixed: MF dim 64, batch {args.batch_size}, 1 sampled item per observed one, fused row-wise Adagrad; PLD "
+        f"Fixed: MF dim 64, batch {args.batch_size}, 1 sampled item per observed one (NBPO: 4, its default), fused row-wise Adagrad; PLD "
         f"warm-up {args.pld_warmup} epochs. Studies: {out}/tune/.",
         "noisy_in_top20 / clean_in_top20: share of the injected (or, on deca, rating < 4) / other training "
         "interactions ranked in their user's top-20, training items not masked.",

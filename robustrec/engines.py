@@ -104,7 +104,7 @@ class KernelEngine:
             loss=LOSS_CODES[config.loss], l2=float(config.l2), phi_l2=float(config.phi_l2) if nbpo else 0.0,
             logit_prior=phi_logit(config), rce_beta=float(config.rce_beta),
             optimizer=CPU_OPTIMIZERS.index(config.optimizer), lr=lr, eps=eps, pld=False,
-            n_negatives=config.n_negatives, pool_size=config.pld_pool_size,
+            n_negatives=config.sampled_items, pool_size=config.pld_pool_size,
             temperature=float(config.pld_temperature), n_items=n_items, epoch_rows=train.nnz,
             batch_size=config.batch_size, half_bits=kernels.half_bits(train.nnz),
         )
@@ -113,7 +113,7 @@ class KernelEngine:
         self.n_threads = 1 if config.deterministic else max(1, min(torch.get_num_threads(),
                                                                      numba.config.NUMBA_NUM_THREADS))
         self.workspace = kernels.new_workspace(self.n_threads, n_users, n_items, config.batch_size,
-                                               config.n_negatives, config.pld_pool_size, user_w.shape[1],
+                                               config.sampled_items, config.pld_pool_size, user_w.shape[1],
                                                phi_user_w.shape[1])
 
     def run_epoch(self, epoch: int, rng: np.random.Generator, step: int, *, progress: bool = False,

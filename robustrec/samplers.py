@@ -215,8 +215,8 @@ class PLDSampler(UniformSampler):
 def build_sampler(config: TrainConfig, train: sp.csr_matrix) -> UniformSampler:
     """The batch sampler ``config.sampler`` (one of ``SAMPLERS``) with its settings from ``config``."""
     if config.sampler == "uniform":
-        return UniformSampler(train, n_negatives=config.n_negatives)
+        return UniformSampler(train, n_negatives=config.sampled_items)
     if config.sampler == "pld":
-        return PLDSampler(train, n_negatives=config.n_negatives, pool_size=config.pld_pool_size,
+        return PLDSampler(train, n_negatives=config.sampled_items, pool_size=config.pld_pool_size,
                           temperature=config.pld_temperature, warmup_epochs=config.pld_warmup_epochs)
     raise ValueError(f"unknown sampler {config.sampler!r}; expected one of {SAMPLERS}")

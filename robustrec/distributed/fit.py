@@ -145,7 +145,7 @@ def build_sharded_model(config: TrainConfig, train: sp.csr_matrix, sharding: Sha
     tables = {id(p) for m in base.modules() if isinstance(m, EmbeddingBagCollection) for p in m.parameters()}
     if any(id(p) not in tables for p in base.parameters()):
         raise ValueError("sharded training supports models whose parameters are all embedding tables")
-    rows = math.ceil(config.batch_size / world) * (1 + config.n_negatives)
+    rows = math.ceil(config.batch_size / world) * (1 + config.sampled_items)
     if isinstance(base, PartitionedLightGCN):
         rows = max(rows, math.ceil(max(train.shape) / world))  # each step looks up the rank's whole block
     return shard(base, optimizer=config.optimizer, lr=config.lr, device=torch.device(config.device),
