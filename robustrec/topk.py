@@ -70,6 +70,20 @@ def _is_in(indices, start, end, item):
     return lo < end and indices[lo] == item
 
 
+@njit
+def _write_best_first(values, ids, k, user, test_indptr, test_indices, out_ids, out_hits, out_row):
+    """Heap-sort the k-heap values/ids (worst at the root) best first into out_ids[out_row] and mark in
+    out_hits[out_row] which are ``user``'s test items."""
+    for size in range(k - 1, 0, -1):  # the worst goes last, leaving the best first
+        values[0], values[size] = values[size], values[0]
+        ids[0], ids[size] = ids[size], ids[0]
+        _sift_down(values, ids, 0, size)
+    t_start, t_end = test_indptr[user], test_indptr[user + 1]
+    for j in range(k):
+        out_ids[out_row, j] = ids[j]
+        out_hits[out_row, j] = _is_in(test_indices, t_start, t_end, ids[j])
+
+
 @njit(fastmath={"reassoc", "nsz"})
 def _row_top_k(scores, r, user, k, train_indptr, train_indices, test_indptr, test_indices, out_ids, out_hits,
                out_row):
@@ -98,14 +112,7 @@ def _row_top_k(scores, r, user, k, train_indptr, train_indices, test_indptr, tes
                     _sift_down(values, ids, 0, k)
                     floor = values[0]
         j = stop
-    for size in range(k - 1, 0, -1):  # heap sort: the worst goes last, leaving the best first
-        values[0], values[size] = values[size], values[0]
-        ids[0], ids[size] = ids[size], ids[0]
-        _sift_down(values, ids, 0, size)
-    t_start, t_end = test_indptr[user], test_indptr[user + 1]
-    for j in range(k):
-        out_ids[out_row, j] = ids[j]
-        out_hits[out_row, j] = _is_in(test_indices, t_start, t_end, ids[j])
+    _write_best_first(values, ids, k, user, test_indptr, test_indices, out_ids, out_hits, out_row)
 
 
 @njit(parallel=True)
@@ -222,14 +229,7 @@ def _row_top_k_bf16(approx, r, user, k, user_factors, item_factors, max_item_nor
             else:
                 continue
             threshold = max(threshold, _bf16_floor_key(np.float32(max(values[0] - error, -3e38)), word_f32, word_u32))
-    for size_left in range(k - 1, 0, -1):  # heap sort: the worst goes last, leaving the best first
-        values[0], values[size_left] = values[size_left], values[0]
-        ids[0], ids[size_left] = ids[size_left], ids[0]
-        _sift_down(values, ids, 0, size_left)
-    t_start, t_end = test_indptr[user], test_indptr[user + 1]
-    for j in range(k):
-        out_ids[out_row, j] = ids[j]
-        out_hits[out_row, j] = _is_in(test_indices, t_start, t_end, ids[j])
+    _write_best_first(values, ids, k, user, test_indptr, test_indices, out_ids, out_hits, out_row)
 
 
 @njit(parallel=True)
