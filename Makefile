@@ -19,7 +19,7 @@ $(VENV)/.installed: requirements/cpu.txt pyproject.toml
 	touch $@
 
 run: setup
-	$(BIN)/python -m robustrec train --out $(RUN_DIR)
+	$(BIN)/python -m robustrec train --out $(RUN_DIR) --overwrite  # a rerun replaces the demo run (atomically)
 
 test: setup
 	$(BIN)/python -m pytest -q tests
