@@ -67,17 +67,18 @@ def cpu_has_bf16_products() -> bool:
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
-def _bf16_applies(user_factors: torch.Tensor, item_factors: torch.Tensor, users: np.ndarray, train: sp.csr_matrix,
+def _max_row_norm(factors: torch.Tensor) -> float:
+    """The largest row norm of ``factors`` (n, D), in float64; NaN or inf where a factor is not finite."""
+    return float(np.sqrt((factors.numpy().astype(np.float64) ** 2).sum(1)).max())
+
+
+def _bf16_applies(max_user_norm: float, max_item_norm: float, users: np.ndarray, train: sp.csr_matrix,
                   k: int) -> bool:
-    """Whether the bfloat16 pass's error bound holds (finite factors of moderate norm) and every user has ``k``
-    items to rank (the pass skips masked items instead of ranking them last)."""
-    if min(user_factors.numel(), item_factors.numel()) == 0:
-        return False
-    if not (torch.isfinite(user_factors).all() and torch.isfinite(item_factors).all()):
-        return False
-    norm_bound = float(user_factors.norm(dim=1).max()) * float(item_factors.norm(dim=1).max())
+    """Whether the bfloat16 pass's error bound holds (factors of finite, moderate norm: a non-finite factor makes
+    a norm NaN or inf) and every user has ``k`` items to rank (the pass skips masked items instead of ranking them
+    last)."""
     rankable = train.shape[1] - np.diff(train.indptr)[users]
-    return norm_bound < 1e30 and (rankable.size == 0 or int(rankable.min()) >= k)
+    return max_user_norm * max_item_norm < 1e30 and (rankable.size == 0 or int(rankable.min()) >= k)
 
 
 def top_k_hits(
@@ -131,12 +132,15 @@ def cpu_masked_top_k(
     csr = [a.astype(dtype, copy=False) for m in (train, test) for a, dtype in ((m.indptr, np.int64), (m.indices, np.int32))]
     ids, hits = np.empty((users.size, k), np.int64), np.empty((users.size, k), np.bool_)
     user_factors, item_factors = user_factors.detach(), item_factors.detach()
-    if (cpu_has_bf16_products() if bf16 is None else bf16) and _bf16_applies(user_factors, item_factors, users, train,
-                                                                              k):
+    use_bf16 = (cpu_has_bf16_products() if bf16 is None else bf16) and min(user_factors.numel(),
+                                                                            item_factors.numel()) > 0
+    if use_bf16:
+        max_item_norm = _max_row_norm(item_factors)
+        use_bf16 = _bf16_applies(_max_row_norm(user_factors), max_item_norm, users, train, k)
+    if use_bf16:
         user_np, item_np = user_factors.numpy(), item_factors.numpy()
         user_bf16 = user_factors.to(torch.bfloat16)
         items_bf16_t = item_factors.to(torch.bfloat16).T.contiguous()  # (D, n_items)
-        max_item_norm = float(np.sqrt((item_np.astype(np.float64) ** 2).sum(1)).max())
         n_items = items_bf16_t.shape[1]
         block = max(1, min(batch_size, CPU_SCORE_BLOCK_BYTES // (n_items * 2)))
         approx = torch.empty((min(block, max(users.size, 1)), n_items), dtype=torch.bfloat16)
