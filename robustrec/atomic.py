@@ -34,10 +34,27 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
             os.fsync(handle.fileno())
         follow_umask(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        interrupt = _interrupt_behind(error)
+        if interrupt is not None:  # Ctrl-C stays Ctrl-C: the target is untouched, the temporary file gone
+            raise interrupt from None
         raise
     return path
+
+
+def _interrupt_behind(error: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt that ``error`` (not itself one) was raised while handling, if any: a writer's own
+    cleanup can fail on the half-written file, e.g. ``torch.save``'s zip writer ("unexpected pos") when Ctrl-C
+    lands mid-write, and that error would otherwise replace the interrupt."""
+    if isinstance(error, KeyboardInterrupt):
+        return None
+    seen = error.__context__
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return seen
+        seen = seen.__context__
+    return None
 
 
 def save_torch(obj: Any, path: Path) -> None:

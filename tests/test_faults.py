@@ -333,3 +333,25 @@ def test_fit_rejects_unusable_matrices(matrix, message):
 
     with pytest.raises(ValueError, match=message):
         Recommender(epochs=1, dim=4).fit(sp.csr_matrix(matrix), show_progress=False)
+
+
+def test_ctrl_c_inside_a_writer_whose_cleanup_fails_stays_an_interrupt(tmp_path):
+    """torch.save's zip writer raises RuntimeError("unexpected pos ...") on exit when Ctrl-C lands mid-write; that
+    error must not replace the interrupt (a traceback and exit 1 instead of the one-line exit 130)."""
+    from robustrec.atomic import atomic_write
+
+    target = tmp_path / "checkpoint.pt"
+    target.write_bytes(b"the finished checkpoint")
+
+    def writer(handle):
+        try:
+            handle.write(b"half")
+            raise KeyboardInterrupt
+        finally:
+            raise RuntimeError("unexpected pos 3008 vs 2902")
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, writer)
+    assert target.read_bytes() == b"the finished checkpoint" and os.listdir(tmp_path) == ["checkpoint.pt"]
+    with pytest.raises(RuntimeError, match="unexpected pos"):  # without an interrupt, the writer's error stands
+        atomic_write(target, lambda handle: (_ for _ in ()).throw(RuntimeError("unexpected pos")))
