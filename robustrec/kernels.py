@@ -7,8 +7,9 @@ one whole mini-batch:
 1. rows: draw each row — ``uniform``: the next interaction of a pseudo-random permutation of the training
    interactions; ``pld``: a uniform user, a pool of k of its observed items, one unobserved item j, the
    pool's no-gradient losses softplus(s_uj − s_uc) and a draw from softmax(−ℓ/τ) — then its unobserved
-   items (exactly uniform over the user's unobserved items: the r-th one is found by binary search in the
-   user's sorted items, so never a positive and no rejection loop);
+   items (exactly uniform over the user's unobserved items: the r-th one is found by a branch-free binary
+   search in the user's sorted items, so never a positive and no rejection loop). The batch is drawn in
+   stages, each requesting the lines it will read a few rows ahead, so the rows' cache misses overlap;
 2. scores, and d loss / d score from the objective (:func:`robustrec.objectives.row_gradients`); T-CE first
    scores the whole batch and drops its largest observed-item losses (:func:`robustrec.objectives.tce_dropped`);
 3. gradients and updates in one pass: each row's terms of the batch gradient are computed from the tables
@@ -174,19 +175,32 @@ def unobserved_item(indptr, indices, n_items, user, u01):
     """An item drawn uniformly from ``user``'s unobserved items, given a uniform ``u01`` in [0, 1).
 
     The r-th unobserved item is r + #{j : p_j − j <= r} for the user's sorted items p_0 < p_1 < …
-    (p_j − j counts the unobserved items below p_j and grows with j): one binary search.
+    (p_j − j counts the unobserved items below p_j and grows with j): one binary search, branch-free (the
+    comparison selects the half by a conditional move), so a mispredicted branch never stalls the pipeline
+    and the searches of consecutive rows overlap.
     """
     start, end = indptr[user], indptr[user + 1]
-    n_free = n_items - (end - start)
+    n = end - start
+    n_free = n_items - n
     r = min(np.int64(u01 * n_free), n_free - 1)
-    lo, hi = np.int64(0), end - start
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if indices[start + mid] - mid <= r:
-            lo = mid + 1
-        else:
-            hi = mid
-    return r + lo
+    if n == 0:
+        return r
+    base = np.int64(0)  # invariant: every j < base has p_j − j <= r
+    while n > 1:
+        half = n >> 1
+        middle = base + half
+        base += half * np.int64(indices[start + middle] - middle <= r)  # arithmetic, not a branch
+        n -= half
+    return r + base + np.int64(indices[start + base] - base <= r)
+
+
+@njit(inline="always")
+def _prefetch_items(indices, indptr, user):
+    """Prefetch the lines of ``user``'s sorted items that its binary search reads first: eight evenly spaced
+    over the range (every line of a range up to 128 items)."""
+    start, n = indptr[user], indptr[user + 1] - indptr[user]
+    for q in range(8):
+        _prefetch_row(indices, start + (n * q >> 3))
 
 
 @intrinsic
@@ -219,22 +233,29 @@ def _prefetch_row(typingctx, table, row):
 
 
 @njit(inline="always")
-def _prefetch_rows(first, last, tables, states, users, items, nbpo):
-    """Prefetch the table and optimizer-state rows of batch rows first..last-1 (see :func:`_prefetch_row`)."""
+def _prefetch_rows(first, last, tables, states, slots, users, items, nbpo):
+    """Prefetch what the steps of batch rows first..last-1 read and write: their table and optimizer-state rows
+    and their entities' entries in the batch's slot arrays (see :func:`_prefetch_row`)."""
     user_table, item_table, phi_user_table, phi_item_table = tables
     user_state, item_state, phi_user_state, phi_item_state = states
     for b in range(first, last):
-        _prefetch_row(user_table, users[b])
-        _prefetch_row(user_state, users[b])
+        user = users[b]
+        _prefetch_row(user_table, user)
+        _prefetch_row(user_state, user)
+        _prefetch_row(slots.last_user, user)
+        _prefetch_row(slots.user_slot, user)
         if nbpo:
-            _prefetch_row(phi_user_table, users[b])
-            _prefetch_row(phi_user_state, users[b])
+            _prefetch_row(phi_user_table, user)
+            _prefetch_row(phi_user_state, user)
         for k in range(items.shape[1]):
-            _prefetch_row(item_table, items[b, k])
-            _prefetch_row(item_state, items[b, k])
+            item = items[b, k]
+            _prefetch_row(item_table, item)
+            _prefetch_row(item_state, item)
+            _prefetch_row(slots.last_item, item)
+            _prefetch_row(slots.item_slot, item)
             if nbpo:
-                _prefetch_row(phi_item_table, items[b, k])
-                _prefetch_row(phi_item_state, items[b, k])
+                _prefetch_row(phi_item_table, item)
+                _prefetch_row(phi_item_state, item)
 
 
 @njit(fastmath=_FAST_MATH, inline="always")
@@ -248,111 +269,132 @@ def _dot(a, i, b, j):
 
 # ---- pass 1: rows and their per-occurrence gradients --------------------------------------------------------
 
-@njit(fastmath=_FAST_MATH)
-def _pld_pools(first, last, start, key, st, indptr, indices, active_users, users, items, pool):
-    """PLD's rows first..last-1, before scoring: a uniform active user, a pool of k of its items (pool[b]: item
-    ids; Floyd's algorithm, distinct when it has >= k, else with replacement) and one unobserved item j."""
-    n_cols = items.shape[1]  # draws 1..n_cols-1 are the row's unobserved items (j is draw 1); PLD's come after
-    n_active = active_users.shape[0]
-    k = st.pool_size
-    for b in range(first, last):
-        row = start + b
-        user = active_users[min(np.int64(uniform(key, row, n_cols) * n_active), n_active - 1)]
-        users[b] = user
-        begin = indptr[user]
-        degree = indptr[user + 1] - begin
-        if degree >= k:
-            for step in range(k):  # Floyd: for top = d-k .. d-1 take t in [0, top], or top if t is taken
-                top = degree - k + step
-                t = min(np.int64(uniform(key, row, n_cols + 1 + step) * (top + 1)), top)
-                for q in range(step):
-                    if pool[b, q] == t:
-                        t = top
-                        break
-                pool[b, step] = t
-        else:
-            for step in range(k):
-                pool[b, step] = min(np.int64(uniform(key, row, n_cols + 1 + step) * degree), degree - 1)
+_AHEAD = 8  # rows a drawing stage requests ahead of the one it works on (enough misses in flight, few enough
+# that the requested lines are still cached when their row's turn comes)
+
+
+@njit(fastmath=_FAST_MATH, inline="always")
+def _floyd_pool(b, row, key, n_cols, k, begin, degree, indices, pool):
+    """PLD's pool of row b: k of the user's items indices[begin:begin + degree] into pool[b] (Floyd's algorithm:
+    distinct when it has >= k, else with replacement)."""
+    if degree >= k:
+        for step in range(k):  # Floyd: for top = d-k .. d-1 take t in [0, top], or top if t is taken
+            top = degree - k + step
+            t = min(np.int64(uniform(key, row, n_cols + 1 + step) * (top + 1)), top)
+            for q in range(step):
+                if pool[b, q] == t:
+                    t = top
+                    break
+            pool[b, step] = t
+    else:
         for step in range(k):
-            pool[b, step] = indices[begin + pool[b, step]]
-    for b in range(first, last):
-        items[b, 1] = unobserved_item(indptr, indices, st.n_items, users[b], uniform(key, start + b, 1))
+            pool[b, step] = min(np.int64(uniform(key, row, n_cols + 1 + step) * degree), degree - 1)
+    for step in range(k):
+        pool[b, step] = indices[begin + pool[b, step]]
 
 
-@njit(fastmath=_FAST_MATH)
-def _pld_choose(first, last, start, key, st, user_table, item_table, users, items, pool, pool_scores):
-    """PLD's choice (Zhang et al. 2025, Alg. 1): the candidate c of pool[b] with probability softmax(−ℓ_c/τ),
-    ℓ_c = softplus(s_uj − s_uc) without gradient, into items[b, 0]; drawn by inverse CDF with one uniform."""
-    n_cols = items.shape[1]
+@njit(fastmath=_FAST_MATH, inline="always")
+def _pld_choice(b, row, key, n_cols, st, pool, pool_scores):
+    """PLD's choice (Zhang et al. 2025, Alg. 1) for row b, from its pool's scores pool_scores[b, :k] and s_uj in
+    pool_scores[b, k]: the candidate c with probability softmax(−ℓ_c/τ), ℓ_c = softplus(s_uj − s_uc) without
+    gradient, drawn by inverse CDF with one uniform."""
     k = st.pool_size
-    for b in range(first, last):  # every score first: the rows' reads are independent
-        user = users[b]
-        pool_scores[b, k] = _dot(user_table, user, item_table, items[b, 1])
-        for q in range(k):
-            pool_scores[b, q] = _dot(user_table, user, item_table, pool[b, q])
     inverse = 1.0 / st.temperature
     power = round(inverse)
-    integer_power = abs(inverse - power) < 1e-9 and 1 <= power <= 64
-    for b in range(first, last):
-        s_j = float(pool_scores[b, k])
-        if integer_power:  # exp(−ℓ/τ) = σ(s_uc − s_uj)^(1/τ): one exponential per candidate when 1/τ is whole
-            top = -np.inf
-            for q in range(k):
-                pool_scores[b, q] = objectives.sigmoid_scalar(float(pool_scores[b, q]) - s_j)
-                top = max(top, float(pool_scores[b, q]))
-            for q in range(k):
-                pool_scores[b, q] = (float(pool_scores[b, q]) / top) ** power
-        else:
-            lowest = np.inf
-            for q in range(k):  # the losses, kept in pool_scores
-                loss = objectives.softplus_scalar(s_j - float(pool_scores[b, q]))
-                pool_scores[b, q] = loss
-                lowest = min(lowest, loss)
-            for q in range(k):
-                pool_scores[b, q] = math.exp((lowest - float(pool_scores[b, q])) * inverse)
-        total = 0.0
+    s_j = float(pool_scores[b, k])
+    if abs(inverse - power) < 1e-9 and 1 <= power <= 64:
+        # exp(−ℓ/τ) = σ(s_uc − s_uj)^(1/τ): one exponential per candidate when 1/τ is whole
+        top = -np.inf
         for q in range(k):
-            total += pool_scores[b, q]
-        target = uniform(key, start + b, n_cols + 1 + k) * total
-        chosen = k - 1
+            pool_scores[b, q] = objectives.sigmoid_scalar(float(pool_scores[b, q]) - s_j)
+            top = max(top, float(pool_scores[b, q]))
         for q in range(k):
-            target -= float(pool_scores[b, q])
-            if target < 0.0:
-                chosen = q
-                break
-        items[b, 0] = pool[b, chosen]
+            pool_scores[b, q] = (float(pool_scores[b, q]) / top) ** power
+    else:
+        lowest = np.inf
+        for q in range(k):  # the losses, kept in pool_scores
+            loss = objectives.softplus_scalar(s_j - float(pool_scores[b, q]))
+            pool_scores[b, q] = loss
+            lowest = min(lowest, loss)
+        for q in range(k):
+            pool_scores[b, q] = math.exp((lowest - float(pool_scores[b, q])) * inverse)
+    total = 0.0
+    for q in range(k):
+        total += pool_scores[b, q]
+    target = uniform(key, row, n_cols + 1 + k) * total
+    chosen = k - 1
+    for q in range(k):
+        target -= float(pool_scores[b, q])
+        if target < 0.0:
+            chosen = q
+            break
+    return pool[b, chosen]
 
 
 @njit(fastmath=_FAST_MATH)
-def _draw_rows(first, last, start, key, st, user_table, item_table, indptr, indices, row_users, active_users, users,
-               items, pool, pool_scores):
-    """Draw batch rows first..last-1 (epoch rows start + b): users[b], items[b] (observed item first). PLD's
-    draw scores its candidate pool here. One stage at a time over the rows: the stages' random reads
-    (interactions, the users' items, table rows) are independent across rows, so the CPU overlaps their misses."""
-    n_cols = items.shape[1]
-    first_free = 2 if st.pld else 1
+def _draw_rows(size, start, key, st, user_table, item_table, indptr, indices, row_users, active_users, users, items,
+               pool, pool_scores):
+    """Draw the batch's rows 0..size-1 (epoch rows start + b): users[b], items[b] (observed item first).
+
+    In stages over the batch, each requesting the random lines it will read (interactions, a user's sorted
+    items, table rows) :data:`_AHEAD` rows before it reads them, so their cache misses overlap:
+
+    - ``uniform``: the interaction of each row (a keyed permutation of the epoch's interactions), its user and
+      item;
+    - ``pld``: a uniform active user, a pool of k of its items, one unobserved item j, then the pool's scores
+      and the choice (the observed item);
+    - then the rows' (other) unobserved items.
+    """
+    n_cols = items.shape[1]  # draws 1..n_cols-1 are the row's unobserved items (j is draw 1); PLD's come after
     if st.pld:
-        _pld_pools(first, last, start, key, st, indptr, indices, active_users, users, items, pool)
-        for b in range(first, last):  # the rows the choice scores, all requested before the first is needed
-            _prefetch_row(user_table, users[b])
-            _prefetch_row(item_table, items[b, 1])
-            for q in range(st.pool_size):
-                _prefetch_row(item_table, pool[b, q])
-        _pld_choose(first, last, start, key, st, user_table, item_table, users, items, pool, pool_scores)
+        n_active = active_users.shape[0]
+        for b in range(size):
+            users[b] = active_users[min(np.int64(uniform(key, start + b, n_cols) * n_active), n_active - 1)]
+        for b in range(size + 2 * _AHEAD):  # stage: pools and j; two rows' lines in flight per row
+            if b + 2 * _AHEAD < size:
+                _prefetch_row(indptr, users[b + 2 * _AHEAD])
+            if _AHEAD <= b + _AHEAD < size:
+                _prefetch_items(indices, indptr, users[b + _AHEAD])
+            if b < size:
+                user = users[b]
+                begin = indptr[user]
+                _floyd_pool(b, start + b, key, n_cols, st.pool_size, begin, indptr[user + 1] - begin, indices, pool)
+                items[b, 1] = unobserved_item(indptr, indices, st.n_items, user, uniform(key, start + b, 1))
+        k = st.pool_size
+        for b in range(size + _AHEAD):  # stage: the pool's scores and the choice
+            ahead = b + _AHEAD
+            if ahead < size:
+                _prefetch_row(user_table, users[ahead])
+                _prefetch_row(item_table, items[ahead, 1])
+                for q in range(k):
+                    _prefetch_row(item_table, pool[ahead, q])
+            if b < size:
+                user = users[b]
+                pool_scores[b, k] = _dot(user_table, user, item_table, items[b, 1])
+                for q in range(k):
+                    pool_scores[b, q] = _dot(user_table, user, item_table, pool[b, q])
+                items[b, 0] = _pld_choice(b, start + b, key, n_cols, st, pool, pool_scores)
+        first_free = 2
     else:
-        for b in range(first, last):
+        for b in range(size):
             users[b] = permuted(start + b, st.epoch_rows, st.half_bits, key)  # the interaction's index, for now
-        for b in range(first, last):
+        for b in range(size):
+            if b + _AHEAD < size:
+                _prefetch_row(row_users, users[b + _AHEAD])
+                _prefetch_row(indices, users[b + _AHEAD])
             entry = users[b]
             users[b] = row_users[entry]
             items[b, 0] = indices[entry]
-    for b in range(first, last):  # where the negatives' searches start: the users' offsets, then their items
-        _prefetch_row(indptr, users[b])
-    for b in range(first, last):
-        _prefetch_row(indices, indptr[users[b]])
-    for b in range(first, last):
-        for k in range(first_free, n_cols):
-            items[b, k] = unobserved_item(indptr, indices, st.n_items, users[b], uniform(key, start + b, k))
+        first_free = 1
+    if first_free < n_cols:
+        for b in range(size + 2 * _AHEAD):  # stage: the unobserved items, each a search in the user's items
+            if b + 2 * _AHEAD < size:
+                _prefetch_row(indptr, users[b + 2 * _AHEAD])
+            if _AHEAD <= b + _AHEAD < size:
+                _prefetch_items(indices, indptr, users[b + _AHEAD])
+            if b < size:
+                for c in range(first_free, n_cols):
+                    items[b, c] = unobserved_item(indptr, indices, st.n_items, users[b], uniform(key, start + b, c))
 
 
 @njit(fastmath=_FAST_MATH)
@@ -514,9 +556,8 @@ def _train_batch(t, batch, key, drop_rate, st, tables, states, indptr, indices, 
     n_cols = items.shape[1]
     start = batch * st.batch_size
     size = min(st.batch_size, st.epoch_rows - start)
-    for first in range(0, size, _CHUNK):
-        _draw_rows(first, min(size, first + _CHUNK), start, key, st, user_table, item_table, indptr, indices,
-                   row_users, active_users, users, items, w.pool[t], w.pool_scores[t])
+    _draw_rows(size, start, key, st, user_table, item_table, indptr, indices, row_users, active_users, users, items,
+               w.pool[t], w.pool_scores[t])
     for b in range(size):  # each entity's last occurrence
         slots.last_user[users[b]] = b
         for k in range(n_cols):
@@ -541,10 +582,10 @@ def _train_batch(t, batch, key, drop_rate, st, tables, states, indptr, indices, 
                             d_phi, parts, slots, term)
     else:
         nbpo = st.loss == _NBPO
-        _prefetch_rows(0, min(size, _CHUNK), tables, states, users, items, nbpo)
+        _prefetch_rows(0, min(size, _CHUNK), tables, states, slots, users, items, nbpo)
         for first in range(0, size, _CHUNK):
             last = min(size, first + _CHUNK)
-            _prefetch_rows(last, min(size, last + _CHUNK), tables, states, users, items, nbpo)  # the next chunk
+            _prefetch_rows(last, min(size, last + _CHUNK), tables, states, slots, users, items, nbpo)  # the next chunk
             _score_rows(first, last, st, user_table, item_table, phi_user_table, phi_item_table, users, items,
                         scores, phi_scores, d_scores, d_phi, parts)
             for b in range(first, last):
@@ -611,8 +652,7 @@ def draw_batches(tables, indptr, indices, row_users, active_users, st, w, key, n
     for batch in range(n_batches):
         start = batch * st.batch_size
         size = min(st.batch_size, st.epoch_rows - start)
-        for first in range(0, size, _CHUNK):
-            _draw_rows(first, min(size, first + _CHUNK), start, key, st, tables[0], tables[1], indptr, indices,
-                       row_users, active_users, users, items, pool, w.pool_scores[0])
+        _draw_rows(size, start, key, st, tables[0], tables[1], indptr, indices, row_users, active_users, users, items,
+                   pool, w.pool_scores[0])
         checksum += items[size - 1, 0]
     return checksum

@@ -134,6 +134,19 @@ def test_unobserved_draw_is_exact_and_uniform():
     assert values.tolist() == [1, 4, 5, 7] and counts.tolist() == [2000] * 4
 
 
+def test_unobserved_item_matches_a_brute_force_on_every_rank():
+    """The branch-free search returns the r-th unobserved item for every rank r, every degree from 0 to
+    n_items - 1 (odd and even lengths, items at both ends)."""
+    rng = np.random.default_rng(0)
+    for n_items in (2, 3, 16, 17, 40):
+        for degree in range(n_items):
+            items = np.sort(rng.choice(n_items, degree, replace=False)).astype(np.int32)
+            free = np.setdiff1d(np.arange(n_items), items)
+            indptr = np.array([0, degree], dtype=np.int64)
+            drawn = [kernels.unobserved_item(indptr, items, n_items, 0, (r + 0.5) / len(free)) for r in range(len(free))]
+            assert drawn == free.tolist(), (n_items, items.tolist())
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 17, 1000, 4097])
 def test_the_epoch_permutation_is_a_bijection(n):
     image = [kernels.permuted(i, n, kernels.half_bits(n), np.uint64(12345)) for i in range(n)]
