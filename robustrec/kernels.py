@@ -203,11 +203,10 @@ def _prefetch_items(indices, indptr, user):
         _prefetch_row(indices, start + (n * q >> 3))
 
 
-@intrinsic
-def _prefetch_row(typingctx, table, row):
-    """Ask the CPU to start loading every 64-byte line of table[row, :] (a 2-D C-contiguous array; of a 1-D one,
-    the line of table[row]) for writing: no result, no fault on any address. Issued ahead of use, the rows'
-    cache misses overlap instead of stalling one at a time (the tables of large catalogues do not fit in cache)."""
+def _prefetch_codegen(for_write: bool):
+    """LLVM code of a row prefetch (see :func:`_prefetch_row`); ``for_write`` requests the lines in a state that
+    can be written without another round trip — only for rows that will be written: it takes them away from
+    the other cores' caches."""
     def codegen(context, builder, signature, args):
         table_type, row_type = signature.args
         array = context.make_array(table_type)(context, builder, args[0])
@@ -223,13 +222,32 @@ def _prefetch_row(typingctx, table, row):
         row_bytes = builder.mul(builder.extract_value(array.shape, 1), item_bytes) if table_type.ndim == 2 else item_bytes
         line = context.get_constant(types.intp, 64)
         with cgutils.for_range_slice(builder, zero, row_bytes, line) as (offset, _):
-            # (address, 1 = for writing, 3 = keep in all cache levels, 1 = data)
-            builder.call(prefetch, [builder.gep(first, [offset]), i32(1), i32(3), i32(1)])
+            # (address, 0 = read / 1 = write, 3 = keep in all cache levels, 1 = data)
+            builder.call(prefetch, [builder.gep(first, [offset]), i32(int(for_write)), i32(3), i32(1)])
         return context.get_dummy_value()
+    return codegen
 
+
+def _prefetch_signature(table, row):
     if not (isinstance(table, types.Array) and table.ndim in (1, 2) and table.layout == "C"):
         return None
-    return types.void(table, row), codegen
+    return types.void(table, row)
+
+
+@intrinsic
+def _prefetch_row(typingctx, table, row):
+    """Ask the CPU to start loading every 64-byte line of table[row, :] (a 2-D C-contiguous array; of a 1-D one,
+    the line of table[row]) for reading: no result, no fault on any address. Issued ahead of use, the rows'
+    cache misses overlap instead of stalling one at a time (the tables of large catalogues do not fit in cache)."""
+    signature = _prefetch_signature(table, row)
+    return None if signature is None else (signature, _prefetch_codegen(for_write=False))
+
+
+@intrinsic
+def _prefetch_row_for_write(typingctx, table, row):
+    """:func:`_prefetch_row` for a row that will be written."""
+    signature = _prefetch_signature(table, row)
+    return None if signature is None else (signature, _prefetch_codegen(for_write=True))
 
 
 @njit(inline="always")
@@ -240,22 +258,22 @@ def _prefetch_rows(first, last, tables, states, slots, users, items, nbpo):
     user_state, item_state, phi_user_state, phi_item_state = states
     for b in range(first, last):
         user = users[b]
-        _prefetch_row(user_table, user)
-        _prefetch_row(user_state, user)
-        _prefetch_row(slots.last_user, user)
-        _prefetch_row(slots.user_slot, user)
+        _prefetch_row_for_write(user_table, user)
+        _prefetch_row_for_write(user_state, user)
+        _prefetch_row_for_write(slots.last_user, user)
+        _prefetch_row_for_write(slots.user_slot, user)
         if nbpo:
-            _prefetch_row(phi_user_table, user)
-            _prefetch_row(phi_user_state, user)
+            _prefetch_row_for_write(phi_user_table, user)
+            _prefetch_row_for_write(phi_user_state, user)
         for k in range(items.shape[1]):
             item = items[b, k]
-            _prefetch_row(item_table, item)
-            _prefetch_row(item_state, item)
-            _prefetch_row(slots.last_item, item)
-            _prefetch_row(slots.item_slot, item)
+            _prefetch_row_for_write(item_table, item)
+            _prefetch_row_for_write(item_state, item)
+            _prefetch_row_for_write(slots.last_item, item)
+            _prefetch_row_for_write(slots.item_slot, item)
             if nbpo:
-                _prefetch_row(phi_item_table, item)
-                _prefetch_row(phi_item_state, item)
+                _prefetch_row_for_write(phi_item_table, item)
+                _prefetch_row_for_write(phi_item_state, item)
 
 
 @njit(fastmath=_FAST_MATH, inline="always")
