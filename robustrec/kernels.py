@@ -289,6 +289,7 @@ def _dot(a, i, b, j):
 
 _AHEAD = 8  # rows a drawing stage requests ahead of the one it works on (enough misses in flight, few enough
 # that the requested lines are still cached when their row's turn comes)
+_AHEAD_SCORED = 3  # the same for PLD's scoring: its rows request 4 (1 + k) table rows of several lines each
 
 
 @njit(fastmath=_FAST_MATH, inline="always")
@@ -379,8 +380,8 @@ def _draw_rows(size, start, key, st, user_table, item_table, indptr, indices, ro
                 _floyd_pool(b, start + b, key, n_cols, st.pool_size, begin, indptr[user + 1] - begin, indices, pool)
                 items[b, 1] = unobserved_item(indptr, indices, st.n_items, user, uniform(key, start + b, 1))
         k = st.pool_size
-        for b in range(size + _AHEAD):  # stage: the pool's scores and the choice
-            ahead = b + _AHEAD
+        for b in range(size + _AHEAD_SCORED):  # stage: the pool's scores and the choice
+            ahead = b + _AHEAD_SCORED
             if ahead < size:
                 _prefetch_row(user_table, users[ahead])
                 _prefetch_row(item_table, items[ahead, 1])
@@ -486,26 +487,39 @@ def _apply(optimizer, lr, eps, table, state, row, grad, g):
 
 
 @njit(fastmath=_FAST_MATH, inline="always")
-def _settle(entity, occurrence, last, slot_of, slot_rows, count, side, running, term, t, st, table, state):
-    """The gradient term[t] of one occurrence of ``entity``: at its last occurrence, add the running sum (if
-    any) and step the optimizer; otherwise add it to the running sum (a new slot at the first such one)."""
+def _settle(entity, occurrence, last, slot_of, slot_rows, count, side, t, st, nbpo, running, term, table, state,
+            phi_running, phi_term, phi_table, phi_state):
+    """The gradient terms term[t] (and NBPO's φ terms phi_term[t]) of one occurrence of ``entity``: at its last
+    occurrence, add the running sums (if any) and step the optimizer; otherwise add them to the running sums
+    (a new slot, shared by both heads, at the first such occurrence)."""
     s = slot_of[entity]
-    dim = table.shape[1]
     if last[entity] == occurrence:
-        if s >= 0:
-            for d in range(dim):
-                term[t, d] = running[s, d] + term[t, d]  # the sum in batch order: earlier terms, then this one
+        if s >= 0:  # the sum in batch order: earlier terms, then this one
+            for d in range(table.shape[1]):
+                term[t, d] = running[s, d] + term[t, d]
+            if nbpo:
+                for d in range(phi_table.shape[1]):
+                    phi_term[t, d] = phi_running[s, d] + phi_term[t, d]
         _apply(st.optimizer, st.lr, st.eps, table, state, entity, term, t)
-    elif s >= 0:
-        for d in range(dim):
-            running[s, d] += term[t, d]
-    else:
+        if nbpo:
+            _apply(st.optimizer, st.lr, st.eps, phi_table, phi_state, entity, phi_term, t)
+        return
+    if s < 0:
         s = count[side]
         count[side] = s + 1
         slot_of[entity] = s
         slot_rows[s] = entity
-        for d in range(dim):
+        for d in range(table.shape[1]):
             running[s, d] = term[t, d]
+        if nbpo:
+            for d in range(phi_table.shape[1]):
+                phi_running[s, d] = phi_term[t, d]
+        return
+    for d in range(table.shape[1]):
+        running[s, d] += term[t, d]
+    if nbpo:
+        for d in range(phi_table.shape[1]):
+            phi_running[s, d] += phi_term[t, d]
 
 
 @njit(fastmath=_FAST_MATH, inline="always")
@@ -544,19 +558,13 @@ def _learn_rows(first, last, size, st, tables, states, users, items, d_scores, d
         if nbpo:  # every read of this row before any of its steps
             parts[b, 2] += st.phi_l2 * _row_terms(b, scale, phi_reg, phi_user_table, phi_item_table, users, items,
                                                   d_phi, phi_term)
-        user = users[b]
-        _settle(user, b, slots.last_user, slots.user_slot, slots.user_rows, slots.count, 0, slots.grad_users, term,
-                0, st, user_table, user_state)
-        if nbpo:
-            _settle(user, b, slots.last_user, slots.user_slot, slots.user_rows, slots.count, 0,
-                    slots.grad_phi_users, phi_term, 0, st, phi_user_table, phi_user_state)
+        _settle(users[b], b, slots.last_user, slots.user_slot, slots.user_rows, slots.count, 0, 0, st, nbpo,
+                slots.grad_users, term, user_table, user_state, slots.grad_phi_users, phi_term, phi_user_table,
+                phi_user_state)
         for k in range(n_cols):
-            item, occurrence = items[b, k], b * n_cols + k
-            _settle(item, occurrence, slots.last_item, slots.item_slot, slots.item_rows, slots.count, 1,
-                    slots.grad_items, term, 1 + k, st, item_table, item_state)
-            if nbpo:
-                _settle(item, occurrence, slots.last_item, slots.item_slot, slots.item_rows, slots.count, 1,
-                        slots.grad_phi_items, phi_term, 1 + k, st, phi_item_table, phi_item_state)
+            _settle(items[b, k], b * n_cols + k, slots.last_item, slots.item_slot, slots.item_rows, slots.count, 1,
+                    1 + k, st, nbpo, slots.grad_items, term, item_table, item_state, slots.grad_phi_items, phi_term,
+                    phi_item_table, phi_item_state)
 
 
 # ---- one mini-batch, on one thread -------------------------------------------------------------------------
