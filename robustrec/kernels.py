@@ -289,7 +289,7 @@ def _dot(a, i, b, j):
 
 _AHEAD = 8  # rows a drawing stage requests ahead of the one it works on (enough misses in flight, few enough
 # that the requested lines are still cached when their row's turn comes)
-_AHEAD_SCORED = 3  # the same for PLD's scoring: its rows request 4 (1 + k) table rows of several lines each
+_AHEAD_SCORED = 3  # the same for PLD's scoring: a row requests 2 + k table rows (user, j, the pool) of several lines each
 
 
 @njit(fastmath=_FAST_MATH, inline="always")
