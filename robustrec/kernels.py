@@ -110,6 +110,7 @@ class Workspace(NamedTuple):
     count: np.ndarray  # (T, 16) int64 slots in use (users, items; padded so threads never share a cache line)
     last_user: np.ndarray  # (T, n_users) int64 a user's last row in the batch
     last_item: np.ndarray  # (T, n_items) int64 an item's last occurrence (row · C + column) in the batch
+    codes: np.ndarray  # (T, B, 1 + C) int64 what each occurrence does with its terms (see _occurrence_code)
     term: np.ndarray  # (T, 2 (1 + C), max(D, Dφ)) float32 one row's gradient terms (user, items; φ after)
 
 
@@ -126,7 +127,7 @@ def new_workspace(n_threads: int, n_users: int, n_items: int, batch_size: int, n
         grad_phi_users=np.zeros((t, b, phi_dim), f32), grad_phi_items=np.zeros((t, b * c, phi_dim), f32),
         user_slot=np.full((t, n_users), -1, i64), item_slot=np.full((t, n_items), -1, i64),
         user_rows=np.zeros((t, b), i64), item_rows=np.zeros((t, b * c), i64), count=np.zeros((t, 16), i64),
-        last_user=np.zeros((t, n_users), i64), last_item=np.zeros((t, n_items), i64),
+        last_user=np.zeros((t, n_users), i64), last_item=np.zeros((t, n_items), i64), codes=np.zeros((t, b, 1 + c), i64),
         term=np.zeros((t, 2 * (1 + c), max(dim, phi_dim)), f32),
     )
 
@@ -251,17 +252,15 @@ def _prefetch_row_for_write(typingctx, table, row):
 
 
 @njit(inline="always")
-def _prefetch_rows(first, last, tables, states, slots, users, items, nbpo):
-    """Prefetch what the steps of batch rows first..last-1 read and write: their table and optimizer-state rows
-    and their entities' entries in the batch's slot arrays (see :func:`_prefetch_row`)."""
+def _prefetch_rows(first, last, tables, states, users, items, nbpo):
+    """Prefetch the table and optimizer-state rows the steps of batch rows first..last-1 read and write (see
+    :func:`_prefetch_row`)."""
     user_table, item_table, phi_user_table, phi_item_table = tables
     user_state, item_state, phi_user_state, phi_item_state = states
     for b in range(first, last):
         user = users[b]
         _prefetch_row_for_write(user_table, user)
         _prefetch_row_for_write(user_state, user)
-        _prefetch_row_for_write(slots.last_user, user)
-        _prefetch_row_for_write(slots.user_slot, user)
         if nbpo:
             _prefetch_row_for_write(phi_user_table, user)
             _prefetch_row_for_write(phi_user_state, user)
@@ -269,8 +268,6 @@ def _prefetch_rows(first, last, tables, states, slots, users, items, nbpo):
             item = items[b, k]
             _prefetch_row_for_write(item_table, item)
             _prefetch_row_for_write(item_state, item)
-            _prefetch_row_for_write(slots.last_item, item)
-            _prefetch_row_for_write(slots.item_slot, item)
             if nbpo:
                 _prefetch_row_for_write(phi_item_table, item)
                 _prefetch_row_for_write(phi_item_state, item)
@@ -486,15 +483,33 @@ def _apply(optimizer, lr, eps, table, state, row, grad, g):
             table[row, d] -= lr32 * grad[g, d]
 
 
-@njit(fastmath=_FAST_MATH, inline="always")
-def _settle(entity, occurrence, last, slot_of, slot_rows, count, side, t, st, nbpo, running, term, table, state,
-            phi_running, phi_term, phi_table, phi_state):
-    """The gradient terms term[t] (and NBPO's φ terms phi_term[t]) of one occurrence of ``entity``: at its last
-    occurrence, add the running sums (if any) and step the optimizer; otherwise add them to the running sums
-    (a new slot, shared by both heads, at the first such occurrence)."""
+@njit(inline="always")
+def _occurrence_code(entity, occurrence, last, slot_of, slot_rows, count, side):
+    """What an occurrence of ``entity`` does with its gradient terms, decided before the batch trains (the
+    random reads of the entity arrays then overlap in a loop of independent steps instead of stalling the
+    gradient pass): -1: step the optimizer with them (the entity's only occurrence); otherwise 4·s + flags with
+    s a running-sum slot: flag 1 = the first occurrence (start the sum), flag 2 = the last (add the sum, then
+    step), neither = add them to the sum."""
     s = slot_of[entity]
     if last[entity] == occurrence:
-        if s >= 0:  # the sum in batch order: earlier terms, then this one
+        return np.int64(-1) if s < 0 else (s << 2) | 2
+    if s < 0:
+        s = count[side]
+        count[side] = s + 1
+        slot_of[entity] = s
+        slot_rows[s] = entity
+        return (s << 2) | 1
+    return s << 2
+
+
+@njit(fastmath=_FAST_MATH, inline="always")
+def _settle(entity, code, t, st, nbpo, running, term, table, state, phi_running, phi_term, phi_table, phi_state):
+    """The gradient terms term[t] (and NBPO's φ terms phi_term[t]) of one occurrence of ``entity``, as its
+    :func:`_occurrence_code` says: step the optimizer (with the running sums added, in batch order), or start or
+    extend the running sums (one slot for both heads)."""
+    if code < 0 or code & 2:
+        if code >= 0:  # the sum in batch order: earlier terms, then this one
+            s = code >> 2
             for d in range(table.shape[1]):
                 term[t, d] = running[s, d] + term[t, d]
             if nbpo:
@@ -504,11 +519,8 @@ def _settle(entity, occurrence, last, slot_of, slot_rows, count, side, t, st, nb
         if nbpo:
             _apply(st.optimizer, st.lr, st.eps, phi_table, phi_state, entity, phi_term, t)
         return
-    if s < 0:
-        s = count[side]
-        count[side] = s + 1
-        slot_of[entity] = s
-        slot_rows[s] = entity
+    s = code >> 2
+    if code & 1:
         for d in range(table.shape[1]):
             running[s, d] = term[t, d]
         if nbpo:
@@ -544,7 +556,7 @@ def _row_terms(b, scale, reg, user_table, item_table, users, items, d_scores, te
 
 
 @njit(fastmath=_FAST_MATH)
-def _learn_rows(first, last, size, st, tables, states, users, items, d_scores, d_phi, parts, slots, term):
+def _learn_rows(first, last, size, st, tables, states, users, items, codes, d_scores, d_phi, parts, slots, term):
     """Gradient terms of rows first..last-1, each entity stepped at its last occurrence (see the comment above)."""
     user_table, item_table, phi_user_table, phi_item_table = tables
     user_state, item_state, phi_user_state, phi_item_state = states
@@ -558,13 +570,11 @@ def _learn_rows(first, last, size, st, tables, states, users, items, d_scores, d
         if nbpo:  # every read of this row before any of its steps
             parts[b, 2] += st.phi_l2 * _row_terms(b, scale, phi_reg, phi_user_table, phi_item_table, users, items,
                                                   d_phi, phi_term)
-        _settle(users[b], b, slots.last_user, slots.user_slot, slots.user_rows, slots.count, 0, 0, st, nbpo,
-                slots.grad_users, term, user_table, user_state, slots.grad_phi_users, phi_term, phi_user_table,
-                phi_user_state)
+        _settle(users[b], codes[b, 0], 0, st, nbpo, slots.grad_users, term, user_table, user_state,
+                slots.grad_phi_users, phi_term, phi_user_table, phi_user_state)
         for k in range(n_cols):
-            _settle(items[b, k], b * n_cols + k, slots.last_item, slots.item_slot, slots.item_rows, slots.count, 1,
-                    1 + k, st, nbpo, slots.grad_items, term, item_table, item_state, slots.grad_phi_items, phi_term,
-                    phi_item_table, phi_item_state)
+            _settle(items[b, k], codes[b, 1 + k], 1 + k, st, nbpo, slots.grad_items, term, item_table, item_state,
+                    slots.grad_phi_items, phi_term, phi_item_table, phi_item_state)
 
 
 # ---- one mini-batch, on one thread -------------------------------------------------------------------------
@@ -584,11 +594,17 @@ def _train_batch(t, batch, key, drop_rate, st, tables, states, indptr, indices, 
     size = min(st.batch_size, st.epoch_rows - start)
     _draw_rows(size, start, key, st, user_table, item_table, indptr, indices, row_users, active_users, users, items,
                w.pool[t], w.pool_scores[t])
+    codes = w.codes[t]
     for b in range(size):  # each entity's last occurrence
         slots.last_user[users[b]] = b
         for k in range(n_cols):
             slots.last_item[items[b, k]] = b * n_cols + k
     slots.count[:] = 0
+    for b in range(size):  # and what each occurrence does (slots in batch order)
+        codes[b, 0] = _occurrence_code(users[b], b, slots.last_user, slots.user_slot, slots.user_rows, slots.count, 0)
+        for k in range(n_cols):
+            codes[b, 1 + k] = _occurrence_code(items[b, k], b * n_cols + k, slots.last_item, slots.item_slot,
+                                               slots.item_rows, slots.count, 1)
     finite = True
     if st.loss == _TCE:  # Wang et al. 2021: drop the batch's largest observed-item losses (loss and gradient)
         for first in range(0, size, _CHUNK):
@@ -604,21 +620,21 @@ def _train_batch(t, batch, key, drop_rate, st, tables, states, indptr, indices, 
             finite = finite and np.isfinite(parts[b, 0] + parts[b, 1])
         for first in range(0, size, _CHUNK):
             if finite:
-                _learn_rows(first, min(size, first + _CHUNK), size, st, tables, states, users, items, d_scores,
+                _learn_rows(first, min(size, first + _CHUNK), size, st, tables, states, users, items, codes, d_scores,
                             d_phi, parts, slots, term)
     else:
         nbpo = st.loss == _NBPO
-        _prefetch_rows(0, min(size, _CHUNK), tables, states, slots, users, items, nbpo)
+        _prefetch_rows(0, min(size, _CHUNK), tables, states, users, items, nbpo)
         for first in range(0, size, _CHUNK):
             last = min(size, first + _CHUNK)
-            _prefetch_rows(last, min(size, last + _CHUNK), tables, states, slots, users, items, nbpo)  # the next chunk
+            _prefetch_rows(last, min(size, last + _CHUNK), tables, states, users, items, nbpo)  # the next chunk
             _score_rows(first, last, st, user_table, item_table, phi_user_table, phi_item_table, users, items,
                         scores, phi_scores, d_scores, d_phi, parts)
             for b in range(first, last):
                 finite = finite and np.isfinite(parts[b, 0] + parts[b, 1])
             if not finite:
                 break
-            _learn_rows(first, last, size, st, tables, states, users, items, d_scores, d_phi, parts, slots, term)
+            _learn_rows(first, last, size, st, tables, states, users, items, codes, d_scores, d_phi, parts, slots, term)
     for s in range(slots.count[0]):
         slots.user_slot[slots.user_rows[s]] = -1
     for s in range(slots.count[1]):
