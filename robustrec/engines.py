@@ -22,7 +22,7 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
-from robustrec.jit import numba_threads
+from robustrec.jit import cache_is_cold, fill_cache_in_child, numba_threads
 from robustrec.models.mf import PREFERENCE, MatrixFactorization
 from robustrec.models.tables import table_name
 from robustrec.objectives import LOSS_CODES, PHI, phi_logit, tce_drop_rate
@@ -72,6 +72,8 @@ class KernelEngine:
     def __init__(self, model: MatrixFactorization, config: TrainConfig, train: sp.csr_matrix) -> None:
         from robustrec import kernels  # numba compiles on first use: import it only when this engine runs
 
+        if cache_is_cold(kernels.train_batches):  # compile in a child, load the cached build here (see fill_cache_in_child)
+            fill_cache_in_child("from robustrec.training import compile_kernel; compile_kernel()")
         self.kernels, self.config = kernels, config
         train = sp.csr_matrix(train, dtype=np.float32)
         train.sum_duplicates()
@@ -161,3 +163,4 @@ class KernelEngine:
         settings = self.settings._replace(pld=self.config.sampler == "pld" and epoch > self.config.pld_warmup_epochs)
         self.kernels.draw_batches(self.tables, self.indptr, self.indices, self.row_users, self.active_users, settings,
                                   self.workspace, key, self.n_batches)
+

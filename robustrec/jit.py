@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from numba import njit
 from numba.core import caching
 
 CACHE_ENV = "ROBUSTREC_JIT_CACHE"  # optional directory for the compiled kernels (default: __pycache__)
+FILLING_ENV = "ROBUSTREC_JIT_FILLING"  # set in the child process that fills the cache
 _SOURCES: dict[Path, tuple[Path, ...]] = {}  # module file -> the files its kernels compile in (itself first)
 
 
@@ -73,6 +76,32 @@ if _CACHE_KEYED_ON_SOURCES:  # numba 0.68's locator registry (else: no on-disk c
 
     if _InTreeLocator not in caching.CacheImpl._locator_classes:  # noqa: SLF001 (numba's locator registry)
         caching.CacheImpl._locator_classes[:0] = [_EnvironmentLocator, _InTreeLocator, _UserWideLocator]  # noqa: SLF001
+
+
+def cache_is_cold(dispatcher) -> bool:
+    """Whether ``dispatcher`` (a ``cached_njit`` function) has an on-disk cache that holds no build of its current
+    sources yet. False where it has no on-disk cache at all (nothing a child process could fill)."""
+    cache = getattr(dispatcher, "_cache", None)
+    if not isinstance(cache, caching.FunctionCache):
+        return False
+    try:
+        return not cache._cache_file._load_index()  # noqa: SLF001 (empty when missing or of other sources)
+    except OSError:
+        return False
+
+
+def fill_cache_in_child(statement: str) -> None:
+    """Run ``statement`` (Python code that compiles the kernels) in a child process, which writes numba's cache,
+    so that this process loads the cached build instead of compiling its own.
+
+    Why: the build numba keeps in memory after compiling can differ in the last bits from the same build loaded
+    from the cache (fast-math reassociation lets the compiler order a sum differently), so a process that compiled
+    would not reproduce, bit for bit, the later processes that load. A failing child is ignored: this process
+    then compiles as usual."""
+    if os.environ.get(FILLING_ENV):
+        return
+    subprocess.run([sys.executable, "-c", statement], env={**os.environ, FILLING_ENV: "1"}, check=False,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @contextmanager

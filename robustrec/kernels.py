@@ -20,8 +20,7 @@ one whole mini-batch:
 So a mini-batch is one step of the autograd engine with FBGEMM's fused update — same gradient, same update
 — without its per-batch Python, autograd and lookup overhead. Every random number is a hash of (epoch key,
 row, draw), so the rows drawn do not depend on threads. With one thread, training is sequential mini-batch
-SGD and bit-reproducible among runs of one compiled build (a fresh compile may order the fast-math sums
-differently from the cached build, so the process that compiles can differ in the last bits). With T
+SGD and bit-reproducible (every run trains the cached build: see :func:`robustrec.jit.fill_cache_in_child`). With T
 threads, T mini-batches are trained at a time and update the shared tables without locks (Hogwild, Niu et
 al. 2011, across mini-batches): a batch may see part of a concurrent batch's update, so reruns differ in the
 last bits; there is no barrier inside an epoch, which keeps threads busy on a loaded machine.

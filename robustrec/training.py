@@ -114,6 +114,19 @@ def evaluate_model(model, train: sp.csr_matrix, test: sp.csr_matrix, ks) -> dict
     return ranking_metrics(users, items, train, test, ks=ks)
 
 
+
+def compile_kernel() -> None:
+    """Compile the fused CPU training kernel into numba's on-disk cache: one epoch of a tiny matrix factorisation
+    (the kernel's argument types do not depend on the data or the objective). Run in a child process by
+    :class:`~robustrec.engines.KernelEngine` when the cache is cold."""
+    from robustrec.data import generate
+
+    config = TrainConfig(epochs=1, dim=4, batch_size=64, eval_every=0, deterministic=True)
+    train = generate(n_users=20, n_items=30, mean_activity=5, seed=0).train.matrix
+    model = fuse(new_model(config, *train.shape), optimizer=config.optimizer, lr=config.lr, device=torch.device("cpu"))
+    KernelEngine(model, config, train).run_epoch(1, np.random.default_rng(0), step=0)
+
+
 def fit(
     config: TrainConfig,
     train: sp.csr_matrix,

@@ -1,6 +1,9 @@
 """The fused CPU kernel (robustrec.kernels / robustrec.engines): same gradient and update as autograd through
 objective_loss with FBGEMM's fused optimizer, the samplers' guarantees, determinism and exact resume."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -347,6 +350,36 @@ def test_the_compiled_code_cache_is_keyed_on_every_compiled_in_source(tmp_path, 
     monkeypatch.setenv(jit.CACHE_ENV, str(tmp_path / "cache"))
     elsewhere = jit._EnvironmentLocator.from_function(namespace["f"], str(main))
     assert Path(elsewhere.get_cache_path()).parent == tmp_path / "cache"
+
+
+_ONE_DETERMINISTIC_EPOCH = """
+import hashlib, numpy as np, torch
+from robustrec.config import TrainConfig
+from robustrec.data import generate
+from robustrec.engines import KernelEngine
+from robustrec.optim import fuse
+from robustrec.training import new_model
+train = generate(n_users=500, n_items=300, mean_activity=30, seed=0).train.matrix
+config = TrainConfig(epochs=1, dim=16, batch_size=512, eval_every=0, deterministic=True)
+model = fuse(new_model(config, *train.shape), optimizer=config.optimizer, lr=config.lr, device=torch.device("cpu"))
+loss = KernelEngine(model, config, train).run_epoch(1, np.random.default_rng(0), step=0)
+digest = hashlib.sha256(b"".join(v.numpy().tobytes() for _, v in sorted(model.state_dict().items())))
+print(repr(loss), digest.hexdigest())
+"""
+
+
+def test_the_run_that_finds_the_cache_cold_trains_the_cached_build(tmp_path):
+    """Deterministic runs reproduce bit for bit across processes, the first on an empty compiled-code cache
+    included: it compiles in a child process and loads the cached build like every later run (the build numba
+    keeps in memory after compiling differs in the last bits: fast-math sums ordered differently)."""
+    from robustrec import jit
+
+    env = {**os.environ, jit.CACHE_ENV: str(tmp_path / "cache")}
+    env.pop(jit.FILLING_ENV, None)
+    runs = [subprocess.run([sys.executable, "-c", _ONE_DETERMINISTIC_EPOCH], env=env, capture_output=True, text=True,
+                           check=True).stdout.split() for _ in range(2)]
+    assert any((tmp_path / "cache").rglob("*.nbi"))  # the first run filled the cache
+    assert runs[0] == runs[1]
 
 
 @pytest.mark.parametrize("sampler", ["uniform", "pld"])
