@@ -163,4 +163,3 @@ class KernelEngine:
         settings = self.settings._replace(pld=self.config.sampler == "pld" and epoch > self.config.pld_warmup_epochs)
         self.kernels.draw_batches(self.tables, self.indptr, self.indices, self.row_users, self.active_users, settings,
                                   self.workspace, key, self.n_batches)
-

@@ -80,9 +80,10 @@ if _CACHE_KEYED_ON_SOURCES:  # numba 0.68's locator registry (else: no on-disk c
 
 def cache_is_cold(dispatcher) -> bool:
     """Whether ``dispatcher`` (a ``cached_njit`` function) has an on-disk cache that holds no build of its current
-    sources yet. False where it has no on-disk cache at all (nothing a child process could fill)."""
+    sources yet. False where it has no on-disk cache at all (nothing a child process could fill) and once this
+    process holds a build (loaded or compiled: the cache is not read again)."""
     cache = getattr(dispatcher, "_cache", None)
-    if not isinstance(cache, caching.FunctionCache):
+    if dispatcher.overloads or not isinstance(cache, caching.FunctionCache):
         return False
     try:
         return not cache._cache_file._load_index()  # noqa: SLF001 (empty when missing or of other sources)

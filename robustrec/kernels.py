@@ -196,12 +196,17 @@ def unobserved_item(indptr, indices, n_items, user, u01):
 
 
 @njit(inline="always")
-def _prefetch_items(indices, indptr, user):
-    """Prefetch the lines of ``user``'s sorted items that its binary search reads first: eight evenly spaced
-    over the range (every line of a range up to 128 items)."""
-    start, n = indptr[user], indptr[user + 1] - indptr[user]
-    for q in range(8):
-        _prefetch_row(indices, start + (n * q >> 3))
+def _prefetch_searches(b, size, indptr, indices, users):
+    """Prefetch for a stage that searches each row's user's sorted items, at its row b: the CSR offsets of the
+    user 2·_AHEAD rows ahead, and the item lines that the search of the user _AHEAD rows ahead reads first —
+    eight evenly spaced over its range (every line of a range up to 128 items)."""
+    if b + 2 * _AHEAD < size:
+        _prefetch_row(indptr, users[b + 2 * _AHEAD])
+    if _AHEAD <= b + _AHEAD < size:
+        user = users[b + _AHEAD]
+        start, n = indptr[user], indptr[user + 1] - indptr[user]
+        for q in range(8):
+            _prefetch_row(indices, start + (n * q >> 3))
 
 
 def _prefetch_codegen(for_write: bool):
@@ -353,7 +358,8 @@ def _draw_rows(size, start, key, st, user_table, item_table, indptr, indices, ro
     """Draw the batch's rows 0..size-1 (epoch rows start + b): users[b], items[b] (observed item first).
 
     In stages over the batch, each requesting the random lines it will read (interactions, a user's sorted
-    items, table rows) :data:`_AHEAD` rows before it reads them, so their cache misses overlap:
+    items, table rows) a few rows (:data:`_AHEAD`, :data:`_AHEAD_SCORED`) before it reads them, so their cache
+    misses overlap:
 
     - ``uniform``: the interaction of each row (a keyed permutation of the epoch's interactions), its user and
       item;
@@ -366,11 +372,8 @@ def _draw_rows(size, start, key, st, user_table, item_table, indptr, indices, ro
         n_active = active_users.shape[0]
         for b in range(size):
             users[b] = active_users[min(np.int64(uniform(key, start + b, n_cols) * n_active), n_active - 1)]
-        for b in range(size + 2 * _AHEAD):  # stage: pools and j; two rows' lines in flight per row
-            if b + 2 * _AHEAD < size:
-                _prefetch_row(indptr, users[b + 2 * _AHEAD])
-            if _AHEAD <= b + _AHEAD < size:
-                _prefetch_items(indices, indptr, users[b + _AHEAD])
+        for b in range(size + 2 * _AHEAD):  # stage: pools and j
+            _prefetch_searches(b, size, indptr, indices, users)
             if b < size:
                 user = users[b]
                 begin = indptr[user]
@@ -404,10 +407,7 @@ def _draw_rows(size, start, key, st, user_table, item_table, indptr, indices, ro
         first_free = 1
     if first_free < n_cols:
         for b in range(size + 2 * _AHEAD):  # stage: the unobserved items, each a search in the user's items
-            if b + 2 * _AHEAD < size:
-                _prefetch_row(indptr, users[b + 2 * _AHEAD])
-            if _AHEAD <= b + _AHEAD < size:
-                _prefetch_items(indices, indptr, users[b + _AHEAD])
+            _prefetch_searches(b, size, indptr, indices, users)
             if b < size:
                 for c in range(first_free, n_cols):
                     items[b, c] = unobserved_item(indptr, indices, st.n_items, users[b], uniform(key, start + b, c))

@@ -114,7 +114,6 @@ def evaluate_model(model, train: sp.csr_matrix, test: sp.csr_matrix, ks) -> dict
     return ranking_metrics(users, items, train, test, ks=ks)
 
 
-
 def compile_kernel() -> None:
     """Compile the fused CPU training kernel into numba's on-disk cache: one epoch of a tiny matrix factorisation
     (the kernel's argument types do not depend on the data or the objective). Run in a child process by
