@@ -3,7 +3,8 @@
 Compiling a kernel takes seconds (the training kernel 10-20 s), loading it from numba's cache well under one.
 numba keys its cache on the content of the one file a function is defined in; a kernel that compiles in code
 or constants of other modules would reuse stale machine code after an edit of those. :func:`cached_njit`
-keys the cache of a module's functions on all the files the module registers.
+keys the cache of a module's functions on all the files the module registers, and on this one (which sets
+LLVM's code-generation options).
 """
 
 from __future__ import annotations
@@ -15,12 +16,18 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+import llvmlite.binding as llvm
 from numba import njit
 from numba.core import caching
 
 CACHE_ENV = "ROBUSTREC_JIT_CACHE"  # optional directory for the compiled kernels (default: __pycache__)
 FILLING_ENV = "ROBUSTREC_JIT_FILLING"  # set in the child process that fills the cache
 _SOURCES: dict[Path, tuple[Path, ...]] = {}  # module file -> the files its kernels compile in (itself first)
+
+# LLVM's x86 back end turns a conditional move that waits on a load inside a loop back into a branch, betting
+# that the branch predicts well; in the kernels' binary searches it does not (half the steps mispredict).
+# Set once per process (LLVM refuses an option given twice), before anything compiles.
+llvm.set_option("robustrec", "--x86-cmov-converter=false")
 
 
 def register_sources(module_file: str, *compiled_in: str) -> None:
@@ -43,7 +50,8 @@ class _SourcesStamp:
     """Cache locator mixin for registered modules: the stamp hashes every registered source."""
 
     def get_source_stamp(self):
-        return hashlib.sha256(b"".join(p.read_bytes() for p in _SOURCES[Path(self._py_file).resolve()])).hexdigest()
+        sources = (*_SOURCES[Path(self._py_file).resolve()], Path(__file__))  # this file: the code-generation options
+        return hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
 
     @classmethod
     def from_function(cls, py_func, py_file):

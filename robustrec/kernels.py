@@ -99,10 +99,10 @@ class Workspace(NamedTuple):
     dropped: np.ndarray  # (T, B) bool, T-CE
     pool: np.ndarray  # (T, B, k) int64 PLD's candidates
     pool_scores: np.ndarray  # (T, B, k + 1) float64 their scores, losses, weights (and s_uj)
-    grad_users: np.ndarray  # (T, B, D) float32 running gradient of the users seen again later in the batch
-    grad_items: np.ndarray  # (T, B·C, D) float32 same for items
-    grad_phi_users: np.ndarray  # (T, B, Dφ) float32
-    grad_phi_items: np.ndarray  # (T, B·C, Dφ) float32
+    grad_users: np.ndarray  # (T, B + 1, D) float32 running gradient of the users seen again later in the batch
+    grad_items: np.ndarray  # (T, B·C + 1, D) float32 same for items (the last row of both: zeros, see Slots)
+    grad_phi_users: np.ndarray  # (T, B + 1, Dφ) float32
+    grad_phi_items: np.ndarray  # (T, B·C + 1, Dφ) float32
     user_slot: np.ndarray  # (T, n_users) int64, -1 between batches: a user's slot among the batch's users
     item_slot: np.ndarray  # (T, n_items) int64, -1 between batches
     user_rows: np.ndarray  # (T, B) int64 the user of each slot
@@ -123,8 +123,8 @@ def new_workspace(n_threads: int, n_users: int, n_items: int, batch_size: int, n
         phi_scores=np.zeros((t, b, c), f32), d_scores=np.zeros((t, b, c), f64), d_phi=np.zeros((t, b, c), f64),
         parts=np.zeros((t, b, 3), f64), dropped=np.zeros((t, b), np.bool_), pool=np.zeros((t, b, pool_size), i64),
         pool_scores=np.zeros((t, b, pool_size + 1), f64),
-        grad_users=np.zeros((t, b, dim), f32), grad_items=np.zeros((t, b * c, dim), f32),
-        grad_phi_users=np.zeros((t, b, phi_dim), f32), grad_phi_items=np.zeros((t, b * c, phi_dim), f32),
+        grad_users=np.zeros((t, b + 1, dim), f32), grad_items=np.zeros((t, b * c + 1, dim), f32),
+        grad_phi_users=np.zeros((t, b + 1, phi_dim), f32), grad_phi_items=np.zeros((t, b * c + 1, phi_dim), f32),
         user_slot=np.full((t, n_users), -1, i64), item_slot=np.full((t, n_items), -1, i64),
         user_rows=np.zeros((t, b), i64), item_rows=np.zeros((t, b * c), i64), count=np.zeros((t, 16), i64),
         last_user=np.zeros((t, n_users), i64), last_item=np.zeros((t, n_items), i64), codes=np.zeros((t, b, 1 + c), i64),
@@ -257,25 +257,29 @@ def _prefetch_row_for_write(typingctx, table, row):
 
 
 @njit(inline="always")
-def _prefetch_rows(first, last, tables, states, users, items, nbpo):
-    """Prefetch the table and optimizer-state rows the steps of batch rows first..last-1 read and write (see
-    :func:`_prefetch_row`)."""
+def _prefetch_rows(first, last, tables, states, users, items, codes, slots, nbpo):
+    """Prefetch the table, optimizer-state and running-sum rows the steps of batch rows first..last-1 read and
+    write (see :func:`_prefetch_row`)."""
     user_table, item_table, phi_user_table, phi_item_table = tables
     user_state, item_state, phi_user_state, phi_item_state = states
     for b in range(first, last):
         user = users[b]
         _prefetch_row_for_write(user_table, user)
         _prefetch_row_for_write(user_state, user)
+        _prefetch_row_for_write(slots.grad_users, codes[b, 0] >> 2)
         if nbpo:
             _prefetch_row_for_write(phi_user_table, user)
             _prefetch_row_for_write(phi_user_state, user)
+            _prefetch_row_for_write(slots.grad_phi_users, codes[b, 0] >> 2)
         for k in range(items.shape[1]):
             item = items[b, k]
             _prefetch_row_for_write(item_table, item)
             _prefetch_row_for_write(item_state, item)
+            _prefetch_row_for_write(slots.grad_items, codes[b, 1 + k] >> 2)
             if nbpo:
                 _prefetch_row_for_write(phi_item_table, item)
                 _prefetch_row_for_write(phi_item_state, item)
+                _prefetch_row_for_write(slots.grad_phi_items, codes[b, 1 + k] >> 2)
 
 
 @njit(fastmath=_FAST_MATH, inline="always")
@@ -442,7 +446,9 @@ _CHUNK = 32  # rows per stage run: enough to overlap memory latency, small enoug
 # occurrence in the batch, so every read still sees the tables as they were at the start of the batch and
 # every gradient is the full batch gradient: the exact mini-batch step, in one pass. Entities seen again
 # later in the batch sum their terms in a slot meanwhile (in batch order); most users, seen once, never need
-# one, and their update happens while their row is still in cache.
+# one, and their update happens while their row is still in cache. The bookkeeping is decided before the
+# batch trains, without branches (whether an occurrence is an entity's last is a coin flip to the branch
+# predictor when items repeat within a batch), and the gradient pass then takes one branch per occurrence.
 
 class Slots(NamedTuple):
     """One thread's running gradients of the entities seen again later in its batch (D / Dφ: dimensions)."""
@@ -454,10 +460,10 @@ class Slots(NamedTuple):
     user_rows: np.ndarray  # (B,) int64: the user of each slot
     item_rows: np.ndarray  # (B·C,) int64
     count: np.ndarray  # (16,) int64: slots in use (users, items; the rest pads a cache line)
-    grad_users: np.ndarray  # (B, D) float32 running gradient of each slot's user
-    grad_items: np.ndarray  # (B·C, D) float32
-    grad_phi_users: np.ndarray  # (B, Dφ) float32 (NBPO's φ factors)
-    grad_phi_items: np.ndarray  # (B·C, Dφ) float32
+    grad_users: np.ndarray  # (B + 1, D) float32 running gradient of each slot's user; zero when not in use
+    grad_items: np.ndarray  # (B·C + 1, D) float32; the last row of each is never written: the zeros that
+    grad_phi_users: np.ndarray  # (B + 1, Dφ) float32 (NBPO's φ factors)    an entity without a slot adds
+    grad_phi_items: np.ndarray  # (B·C + 1, Dφ) float32
 
 
 @njit(fastmath=_FAST_MATH, inline="always")
@@ -484,48 +490,43 @@ def _apply(optimizer, lr, eps, table, state, row, grad, g):
 
 
 @njit(inline="always")
-def _occurrence_code(entity, occurrence, last, slot_of, slot_rows, count, side):
+def _occurrence_code(entity, occurrence, last, slot_of, slot_rows, count, side, zero_slot):
     """What an occurrence of ``entity`` does with its gradient terms, decided before the batch trains (the
     random reads of the entity arrays then overlap in a loop of independent steps instead of stalling the
-    gradient pass): -1: step the optimizer with them (the entity's only occurrence); otherwise 4·s + flags with
-    s a running-sum slot: flag 1 = the first occurrence (start the sum), flag 2 = the last (add the sum, then
-    step), neither = add them to the sum."""
-    s = slot_of[entity]
-    if last[entity] == occurrence:
-        return np.int64(-1) if s < 0 else (s << 2) | 2
-    if s < 0:
-        s = count[side]
-        count[side] = s + 1
-        slot_of[entity] = s
-        slot_rows[s] = entity
-        return (s << 2) | 1
-    return s << 2
+    gradient pass): 4·s + 2·(last occurrence). Not the last: add the terms to the running sum in slot s (the
+    entity's first such occurrence takes the next free slot). The last: add slot s's sum, then step the
+    optimizer; s = ``zero_slot`` (a row of zeros) for an entity seen only once. Branch-free: selects only."""
+    is_last = np.int64(last[entity] == occurrence)
+    slot = slot_of[entity]
+    new = np.int64(slot < 0) & (1 - is_last)  # its first occurrence, and it comes again
+    free = count[side]
+    slot += new * (free - slot)
+    slot_of[entity] = slot
+    slot_rows[free] = entity  # kept only when taken: the count moves past it
+    count[side] = free + new
+    slot += np.int64(slot < 0) * (zero_slot - slot)
+    return (slot << 2) | (is_last << 1)
 
 
 @njit(fastmath=_FAST_MATH, inline="always")
 def _settle(entity, code, t, st, nbpo, running, term, table, state, phi_running, phi_term, phi_table, phi_state):
     """The gradient terms term[t] (and NBPO's φ terms phi_term[t]) of one occurrence of ``entity``, as its
-    :func:`_occurrence_code` says: step the optimizer (with the running sums added, in batch order), or start or
-    extend the running sums (one slot for both heads)."""
-    if code < 0 or code & 2:
-        if code >= 0:  # the sum in batch order: earlier terms, then this one
-            s = code >> 2
-            for d in range(table.shape[1]):
-                term[t, d] = running[s, d] + term[t, d]
-            if nbpo:
-                for d in range(phi_table.shape[1]):
-                    phi_term[t, d] = phi_running[s, d] + phi_term[t, d]
+    :func:`_occurrence_code` says: add them to the running sums (one slot for both heads), or, at its last
+    occurrence, step the optimizer with the running sums added (in batch order: earlier terms, then these)
+    and clear the slot for the next batch."""
+    s = code >> 2
+    if code & 2:
+        for d in range(table.shape[1]):
+            term[t, d] = running[s, d] + term[t, d]
+        if nbpo:
+            for d in range(phi_table.shape[1]):
+                phi_term[t, d] = phi_running[s, d] + phi_term[t, d]
+        running[s, :] = 0.0  # (the zero slot stays zero)
+        if nbpo:
+            phi_running[s, :] = 0.0
         _apply(st.optimizer, st.lr, st.eps, table, state, entity, term, t)
         if nbpo:
             _apply(st.optimizer, st.lr, st.eps, phi_table, phi_state, entity, phi_term, t)
-        return
-    s = code >> 2
-    if code & 1:
-        for d in range(table.shape[1]):
-            running[s, d] = term[t, d]
-        if nbpo:
-            for d in range(phi_table.shape[1]):
-                phi_running[s, d] = phi_term[t, d]
         return
     for d in range(table.shape[1]):
         running[s, d] += term[t, d]
@@ -600,11 +601,13 @@ def _train_batch(t, batch, key, drop_rate, st, tables, states, indptr, indices, 
         for k in range(n_cols):
             slots.last_item[items[b, k]] = b * n_cols + k
     slots.count[:] = 0
+    zero_user, zero_item = slots.grad_users.shape[0] - 1, slots.grad_items.shape[0] - 1
     for b in range(size):  # and what each occurrence does (slots in batch order)
-        codes[b, 0] = _occurrence_code(users[b], b, slots.last_user, slots.user_slot, slots.user_rows, slots.count, 0)
+        codes[b, 0] = _occurrence_code(users[b], b, slots.last_user, slots.user_slot, slots.user_rows, slots.count, 0,
+                                       zero_user)
         for k in range(n_cols):
             codes[b, 1 + k] = _occurrence_code(items[b, k], b * n_cols + k, slots.last_item, slots.item_slot,
-                                               slots.item_rows, slots.count, 1)
+                                               slots.item_rows, slots.count, 1, zero_item)
     finite = True
     if st.loss == _TCE:  # Wang et al. 2021: drop the batch's largest observed-item losses (loss and gradient)
         for first in range(0, size, _CHUNK):
@@ -624,10 +627,10 @@ def _train_batch(t, batch, key, drop_rate, st, tables, states, indptr, indices, 
                             d_phi, parts, slots, term)
     else:
         nbpo = st.loss == _NBPO
-        _prefetch_rows(0, min(size, _CHUNK), tables, states, users, items, nbpo)
+        _prefetch_rows(0, min(size, _CHUNK), tables, states, users, items, codes, slots, nbpo)
         for first in range(0, size, _CHUNK):
             last = min(size, first + _CHUNK)
-            _prefetch_rows(last, min(size, last + _CHUNK), tables, states, users, items, nbpo)  # the next chunk
+            _prefetch_rows(last, min(size, last + _CHUNK), tables, states, users, items, codes, slots, nbpo)  # next chunk
             _score_rows(first, last, st, user_table, item_table, phi_user_table, phi_item_table, users, items,
                         scores, phi_scores, d_scores, d_phi, parts)
             for b in range(first, last):
@@ -639,7 +642,7 @@ def _train_batch(t, batch, key, drop_rate, st, tables, states, indptr, indices, 
         slots.user_slot[slots.user_rows[s]] = -1
     for s in range(slots.count[1]):
         slots.item_slot[slots.item_rows[s]] = -1
-    if not finite:
+    if not finite:  # (the running sums of entities not reached are left: the caller clears them, see train_batches)
         return np.nan
     total = 0.0
     for b in range(size):
@@ -669,7 +672,8 @@ def train_batches(tables, states, indptr, indices, row_users, active_users, st, 
         drop_rates: (n,) float64 T-CE drop rate of each batch; losses: (n,) float64, filled with batch losses.
 
     A batch whose loss is not finite stops before the rows it is in are applied, and the threads stop before
-    their next batch; the caller finds it in ``losses`` (NaN; batches not run keep their value).
+    their next batch; the caller finds it in ``losses`` (NaN; batches not run keep their value) and must reset
+    the workspace's slot arrays (-1) and running sums (0) before the next call.
     """
     n_threads = w.users.shape[0]
     n = losses.shape[0]

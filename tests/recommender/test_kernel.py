@@ -21,6 +21,9 @@ from robustrec.objectives import (
     phi_logit,
     objective_loss,
     row_gradients,
+    sigmoid_scalar,
+    softplus_scalar,
+    softplus_sigmoid,
     tce_drop_rate,
     tce_dropped,
 )
@@ -63,6 +66,13 @@ def test_row_gradients_equal_autograd_through_objective_loss(loss):
     flip_grad = flips.grad.numpy() if flips.grad is not None else np.zeros_like(g)
     np.testing.assert_allclose(dg / batch, flip_grad, rtol=1e-10, atol=1e-14)
     assert np.abs(ds).sum() > 0 and (loss != "nbpo" or np.abs(dg).sum() > 0)
+
+
+def test_softplus_sigmoid_is_softplus_and_sigmoid_from_one_exponential():
+    points = np.concatenate([np.random.default_rng(0).normal(0.0, 8.0, 2000), [0.0, -0.0, 1e-300, -1e-300, 36.0,
+                                                                              -36.0, 750.0, -750.0]])
+    for x in points.tolist():
+        assert softplus_sigmoid(x) == (softplus_scalar(x), sigmoid_scalar(x)), x
 
 
 def test_tce_drops_the_largest_with_ties_to_the_earliest():
@@ -328,6 +338,43 @@ def test_a_non_finite_loss_stops_before_the_update(small_split):
         KernelEngine(model, config, small_split.train.matrix).run_epoch(1, np.random.default_rng(0), step=0)
     weights = model.user_tables.local_weight("preference")
     assert torch.isfinite(weights).all() and weights.abs().max() > 1e20
+
+
+def test_an_epoch_after_a_stopped_batch_trains_like_a_fresh_engine():
+    """A batch stopped by a non-finite loss leaves running sums of the entities it had not finished; the next
+    epoch must not add them (it trains exactly as a new engine on the same weights)."""
+    train = _train(n_users=60, n_items=30, density=0.3)
+    config = TrainConfig(dim=8, batch_size=train.nnz, lr=0.1, l2=0.01, optimizer="sgd", epochs=2, eval_every=0,
+                         engine="kernel", deterministic=True)
+    device = torch.device("cpu")
+
+    def new_engine(state=None):
+        model = fuse(new_model(config, *train.shape), optimizer="sgd", lr=config.lr, device=device)
+        if state is not None:
+            model.load_state_dict(state)
+        return model, KernelEngine(model, config, train)
+
+    probe_model, probe = new_engine()
+    initial = {key: value.clone() for key, value in probe_model.state_dict().items()}
+    probe.run_epoch(1, np.random.default_rng(5), step=0)
+    users = probe.workspace.users[0, :train.nnz]
+    first_row = {user: row for row, user in reversed(list(enumerate(users.tolist())))}
+    late_user = max(first_row, key=first_row.get)  # its first row comes after several chunks were applied
+    assert first_row[late_user] >= 2 * kernels._CHUNK
+
+    stopped_model, stopped = new_engine(initial)
+    weights = stopped_model.user_tables.local_weight("preference")
+    saved = weights[late_user].clone()
+    weights[late_user] = float("nan")
+    with pytest.raises(FloatingPointError):
+        stopped.run_epoch(1, np.random.default_rng(5), step=0)
+    weights[late_user] = saved
+    assert np.abs(stopped.workspace.grad_items).max() > 0  # the stop left running sums behind
+    fresh_model, fresh = new_engine(stopped_model.state_dict())
+    for engine in (stopped, fresh):
+        engine.run_epoch(2, np.random.default_rng(7), step=1)
+    for key, value in fresh_model.state_dict().items():
+        torch.testing.assert_close(stopped_model.state_dict()[key], value, rtol=0, atol=0, msg=key)
 
 
 def test_the_compiled_code_cache_is_keyed_on_every_compiled_in_source(tmp_path, monkeypatch):
