@@ -184,14 +184,16 @@ def run_implicit(split, args) -> dict:
 
 
 def run_cold_compile(split, args) -> dict:
-    """First epoch with an empty compiled-code cache (the kernels compile), then with the cache just filled."""
+    """A one-epoch fit with an empty compiled-code cache: the kernel compiles (in a child process, before the
+    epoch: see robustrec.jit.fill_cache_in_child), so the whole fit is timed, and its epoch apart."""
     from robustrec.jit import CACHE_ENV
     from robustrec.training import fit
 
     assert os.environ.get(CACHE_ENV), "the parent sets an empty cache directory"
     config = train_config(args, epochs=1)
-    cold = fit(config, split.train.matrix, progress=False).train_seconds
-    return {"cold_first_epoch": cold}
+    start = time.perf_counter()
+    epoch = fit(config, split.train.matrix, progress=False).train_seconds
+    return {"cold_fit": time.perf_counter() - start, "cold_first_epoch": epoch}
 
 
 # ---- table 2: objectives x samplers ----------------------------------------------------------------------------
@@ -438,8 +440,9 @@ def systems_table(rows: dict, cold: dict | None) -> list[str]:
         lines.append(f"| {name} | {median(r['first_epoch']):.3f} | {sec:.3f} | {r['n_train'] / sec / 1e6:.2f} | "
                      f"{median(r['eval_seconds']):.3f} | {r['peak_rss_mb'][0]:.0f} | {ratio} |")
     if cold:
-        lines.append(f"\nrobustrec's first epoch with an empty compiled-code cache (the kernel compiles): "
-                     f"{cold['cold_first_epoch']:.1f} s (once per machine and source version; later runs load it).")
+        lines.append(f"\nrobustrec's one-epoch fit with an empty compiled-code cache (the kernel compiles first): "
+                     f"{cold['cold_fit']:.1f} s, of which the epoch {cold['cold_first_epoch']:.2f} s (once per machine "
+                     "and source version; later runs load the cached build).")
     return lines
 
 
