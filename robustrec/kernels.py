@@ -460,9 +460,10 @@ class Slots(NamedTuple):
     user_rows: np.ndarray  # (B,) int64: the user of each slot
     item_rows: np.ndarray  # (B·C,) int64
     count: np.ndarray  # (16,) int64: slots in use (users, items; the rest pads a cache line)
-    grad_users: np.ndarray  # (B + 1, D) float32 running gradient of each slot's user; zero when not in use
-    grad_items: np.ndarray  # (B·C + 1, D) float32; the last row of each is never written: the zeros that
-    grad_phi_users: np.ndarray  # (B + 1, Dφ) float32 (NBPO's φ factors)    an entity without a slot adds
+    # Running sums, zero when not in use; the last row of each stays zero: the "slot" of an entity seen once.
+    grad_users: np.ndarray  # (B + 1, D) float32 running gradient of each slot's user
+    grad_items: np.ndarray  # (B·C + 1, D) float32
+    grad_phi_users: np.ndarray  # (B + 1, Dφ) float32 (NBPO's φ factors)
     grad_phi_items: np.ndarray  # (B·C + 1, Dφ) float32
 
 
