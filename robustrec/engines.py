@@ -136,11 +136,7 @@ class KernelEngine:
             drop_rates[:] = [tce_drop_rate(config, step + t, n) for t in range(n)]
         losses = np.zeros(n)
         chunk = math.ceil(n / PROGRESS_UPDATES) if progress else n
-        workspace = self.workspace  # the kernel leaves these so, except after a batch it stopped
-        for slot_of in (workspace.user_slot, workspace.item_slot):
-            slot_of.fill(-1)
-        for running in (workspace.grad_users, workspace.grad_items, workspace.grad_phi_users, workspace.grad_phi_items):
-            running.fill(0.0)
+        kernels.reset_workspace(self.workspace)
         bar = tqdm(total=n, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
         try:
             with numba_threads(self.n_threads):

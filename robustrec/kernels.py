@@ -132,6 +132,15 @@ def new_workspace(n_threads: int, n_users: int, n_items: int, batch_size: int, n
     )
 
 
+def reset_workspace(w: Workspace) -> None:
+    """Ready ``w`` for a :func:`train_batches` call: slot maps all -1, running sums all 0. A call leaves them so
+    unless a batch stopped on a non-finite loss (its unfinished sums stay)."""
+    for slot_of in (w.user_slot, w.item_slot):
+        slot_of.fill(-1)
+    for running in (w.grad_users, w.grad_items, w.grad_phi_users, w.grad_phi_items):
+        running.fill(0.0)
+
+
 def half_bits(n: int) -> int:
     """Smallest h >= 1 with 4**h >= n: the Feistel permutation's half width for a domain of n rows."""
     return max(1, math.ceil(math.log2(max(n, 2)) / 2))
@@ -673,8 +682,8 @@ def train_batches(tables, states, indptr, indices, row_users, active_users, st, 
         drop_rates: (n,) float64 T-CE drop rate of each batch; losses: (n,) float64, filled with batch losses.
 
     A batch whose loss is not finite stops before the rows it is in are applied, and the threads stop before
-    their next batch; the caller finds it in ``losses`` (NaN; batches not run keep their value) and must reset
-    the workspace's slot arrays (-1) and running sums (0) before the next call.
+    their next batch; the caller finds it in ``losses`` (NaN; batches not run keep their value) and must call
+    :func:`reset_workspace` before the next call.
     """
     n_threads = w.users.shape[0]
     n = losses.shape[0]
