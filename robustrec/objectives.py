@@ -195,10 +195,12 @@ def nbpo_row(s, g, ds, dg, b, logit_prior, rce_beta):
         else:
             top = max(-sk, max(gk, gk - sk))
             log_z = top + math.log(math.exp(-sk - top) + math.exp(gk - top) + math.exp(gk - sk - top))
-            sampled += softplus_scalar(-sk) + softplus_scalar(gk) - log_z
+            loss_s, slope_s = softplus_sigmoid(-sk)
+            loss_g, slope_g = softplus_sigmoid(gk)
+            sampled += loss_s + loss_g - log_z
             inv_z = math.exp(-log_z)
-            ds[b, k] = sigmoid_scalar(-sk) * inv_z
-            dg[b, k] = -sigmoid_scalar(gk) * inv_z
+            ds[b, k] = slope_s * inv_z
+            dg[b, k] = -slope_g * inv_z
     return observed_s + observed_g, sampled
 
 
@@ -206,14 +208,16 @@ def rce_row(s, g, ds, dg, b, logit_prior, rce_beta):
     """R-CE: BCE with detached weights σ(s_0)^β on the observed item and (1 − σ(s_k))^β on sampled ones."""
     s0 = float(s[b, 0])
     w = sigmoid_scalar(s0) ** rce_beta
-    ds[b, 0] = -w * sigmoid_scalar(-s0)
+    observed, slope = softplus_sigmoid(-s0)
+    ds[b, 0] = -w * slope
     sampled = 0.0
     for k in range(1, s.shape[1]):
         x = float(s[b, k])
         w_k = sigmoid_scalar(-x) ** rce_beta
-        sampled += w_k * softplus_scalar(x)
-        ds[b, k] = w_k * sigmoid_scalar(x)
-    return w * softplus_scalar(-s0), sampled
+        loss, slope_k = softplus_sigmoid(x)
+        sampled += w_k * loss
+        ds[b, k] = w_k * slope_k
+    return w * observed, sampled
 
 
 def row_gradients(code, s, g, ds, dg, b, logit_prior, rce_beta):
