@@ -58,6 +58,19 @@ def resolve_engine(config: TrainConfig) -> str:
     return config.engine
 
 
+def _batches_to_check(losses: np.ndarray) -> list[int]:
+    """Indices, in order, of the first loss in ``losses`` that is not finite and of the largest finite one: a check
+    that fails on non-finite losses and on losses above a bound fails on one of these when it fails on any (a
+    batch size of 1 has one loss per training interaction: too many to check one by one in Python)."""
+    finite = np.isfinite(losses)
+    picked = set()
+    if not finite.all():
+        picked.add(int(np.argmin(finite)))
+    if finite.any():
+        picked.add(int(np.argmax(np.where(finite, np.abs(losses), -1.0))))
+    return sorted(picked)
+
+
 class KernelEngine:
     """Epochs of ``config`` on ``model``'s live tables through the fused CPU kernel.
 
@@ -123,9 +136,10 @@ class KernelEngine:
         """Train epoch ``epoch`` (from 1) starting at global step ``step``; returns the sum of its batch losses.
 
         One draw from ``rng`` keys every random number of the epoch, so a checkpointed ``rng`` resumes exactly.
-        ``check_loss(loss, step)`` sees every batch loss after each kernel call (at most :data:`PROGRESS_UPDATES`
-        calls per epoch with a progress bar, else one) and may raise to stop training; without it a batch loss
-        that is not finite raises FloatingPointError.
+        After each kernel call (at most :data:`PROGRESS_UPDATES` calls per epoch with a progress bar, else one),
+        ``check_loss(loss, step)`` sees the call's first batch loss that is not finite and its largest finite one,
+        in step order, and may raise to stop training; without it a batch loss that is not finite raises
+        FloatingPointError.
         """
         config, kernels = self.config, self.kernels
         key = np.uint64(rng.integers(0, 2**64, dtype=np.uint64))
@@ -145,11 +159,12 @@ class KernelEngine:
                     kernels.train_batches(self.tables, self.states, self.indptr, self.indices, self.row_users,
                                           self.active_users, settings, self.workspace, key, first, drop_rates[part],
                                           losses[part])
-                    for t in range(part.start, part.stop):
+                    for t in _batches_to_check(losses[part]):
                         if check_loss is not None:
-                            check_loss(float(losses[t]), step + t)
-                        elif not math.isfinite(losses[t]):
-                            raise FloatingPointError(f"loss became {losses[t]} at epoch {epoch}, step {step + t}")
+                            check_loss(float(losses[first + t]), step + first + t)
+                        elif not math.isfinite(losses[first + t]):
+                            raise FloatingPointError(f"loss became {losses[first + t]} at epoch {epoch}, "
+                                                     f"step {step + first + t}")
                     bar.update(part.stop - first)
         finally:
             bar.close()
@@ -161,4 +176,4 @@ class KernelEngine:
         key = np.uint64(rng.integers(0, 2**64, dtype=np.uint64))
         settings = self.settings._replace(pld=self.config.sampler == "pld" and epoch > self.config.pld_warmup_epochs)
         self.kernels.draw_batches(self.tables, self.indptr, self.indices, self.row_users, self.active_users, settings,
-                                  self.workspace, key, self.n_batches)
+                                  self.workspace, key)

@@ -24,6 +24,11 @@ SGD and bit-reproducible (every run trains the cached build: see :func:`robustre
 threads, T mini-batches are trained at a time and update the shared tables without locks (Hogwild, Niu et
 al. 2011, across mini-batches): a batch may see part of a concurrent batch's update, so reruns differ in the
 last bits; there is no barrier inside an epoch, which keeps threads busy on a loaded machine.
+
+Batch size 1 (per-sample SGD, as implicit's and LightFM's BPR train) skips the bookkeeping: each thread draws
+runs of rows and trains them one after another (:func:`_train_rows`), requesting each row's table rows a few
+rows before it trains. The steps are those of one-row mini-batches, except that PLD scores a run's candidates
+when the run is drawn, up to 2·_ROW_RUN rows before they train (a concurrent thread's rows are as stale).
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ _ROWWISE_ADAGRAD, _ADAGRAD = CPU_OPTIMIZERS.index("rowwise_adagrad"), CPU_OPTIMI
 _TCE, _NBPO = objectives.LOSS_CODES["tce"], objectives.LOSS_CODES["nbpo"]
 
 # Reassociation lets LLVM vectorise the dot products and row sums; no "nnan"/"ninf", so a non-finite loss is
-# still seen as one (the step is then refused).
+# still seen as one by _finite (the step is then refused).
 _FAST_MATH = {"reassoc", "contract", "nsz", "arcp"}
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -86,8 +91,8 @@ class Settings(NamedTuple):
 
 
 class Workspace(NamedTuple):
-    """Buffers of the mini-batches in flight, one slice per thread (T threads; B = batch size, C = 1 +
-    n_negatives, D / Dφ the table dimensions)."""
+    """Buffers of the mini-batches in flight, one slice per thread (T threads; B = max(batch size, 2·_ROW_RUN):
+    one-row batches are drawn in runs, see _train_rows; C = 1 + n_negatives, D / Dφ the table dimensions)."""
 
     users: np.ndarray  # (T, B) int64
     items: np.ndarray  # (T, B, C) int64, column 0 the observed item
@@ -116,7 +121,7 @@ class Workspace(NamedTuple):
 
 def new_workspace(n_threads: int, n_users: int, n_items: int, batch_size: int, n_negatives: int, pool_size: int,
                   dim: int, phi_dim: int) -> Workspace:
-    t, b, c = n_threads, batch_size, 1 + n_negatives
+    t, b, c = n_threads, max(batch_size, 2 * _ROW_RUN), 1 + n_negatives  # batch size 1: two runs of rows
     f32, f64, i64 = np.float32, np.float64, np.int64
     return Workspace(
         users=np.zeros((t, b), i64), items=np.zeros((t, b, c), i64), scores=np.zeros((t, b, c), f32),
@@ -147,6 +152,13 @@ def half_bits(n: int) -> int:
 
 
 # ---- counter-based random numbers ------------------------------------------------------------------------
+
+@njit(inline="always")
+def _finite(x):
+    """Whether x is finite. (numba's np.isfinite tests whether x − x is ordered; with the kernel's fastmath flags
+    LLVM folds x − x to 0, so it calls inf and NaN finite.)"""
+    return abs(x) < np.inf
+
 
 @njit(inline="always")
 def _mix(z):
@@ -266,29 +278,36 @@ def _prefetch_row_for_write(typingctx, table, row):
 
 
 @njit(inline="always")
-def _prefetch_rows(first, last, tables, states, users, items, codes, slots, nbpo):
-    """Prefetch the table, optimizer-state and running-sum rows the steps of batch rows first..last-1 read and
-    write (see :func:`_prefetch_row`)."""
-    user_table, item_table, phi_user_table, phi_item_table = tables
-    user_state, item_state, phi_user_state, phi_item_state = states
+def _prefetch_entity(tables, states, side, entity, nbpo):
+    """Prefetch the table and optimizer-state rows of ``entity`` (side 0: a user, 1: an item) for writing."""
+    _prefetch_row_for_write(tables[side], entity)
+    _prefetch_row_for_write(states[side], entity)
+    if nbpo:
+        _prefetch_row_for_write(tables[2 + side], entity)
+        _prefetch_row_for_write(states[2 + side], entity)
+
+
+@njit(inline="always")
+def _prefetch_rows(first, last, tables, states, users, items, nbpo):
+    """Prefetch the table and optimizer-state rows the steps of rows first..last-1 read and write (see
+    :func:`_prefetch_row`)."""
     for b in range(first, last):
-        user = users[b]
-        _prefetch_row_for_write(user_table, user)
-        _prefetch_row_for_write(user_state, user)
+        _prefetch_entity(tables, states, 0, users[b], nbpo)
+        for k in range(items.shape[1]):
+            _prefetch_entity(tables, states, 1, items[b, k], nbpo)
+
+
+@njit(inline="always")
+def _prefetch_slots(first, last, codes, slots, nbpo):
+    """Prefetch the running-sum rows the steps of batch rows first..last-1 read and write (see :class:`Slots`)."""
+    for b in range(first, last):
         _prefetch_row_for_write(slots.grad_users, codes[b, 0] >> 2)
         if nbpo:
-            _prefetch_row_for_write(phi_user_table, user)
-            _prefetch_row_for_write(phi_user_state, user)
             _prefetch_row_for_write(slots.grad_phi_users, codes[b, 0] >> 2)
-        for k in range(items.shape[1]):
-            item = items[b, k]
-            _prefetch_row_for_write(item_table, item)
-            _prefetch_row_for_write(item_state, item)
-            _prefetch_row_for_write(slots.grad_items, codes[b, 1 + k] >> 2)
+        for k in range(1, codes.shape[1]):
+            _prefetch_row_for_write(slots.grad_items, codes[b, k] >> 2)
             if nbpo:
-                _prefetch_row_for_write(phi_item_table, item)
-                _prefetch_row_for_write(phi_item_state, item)
-                _prefetch_row_for_write(slots.grad_phi_items, codes[b, 1 + k] >> 2)
+                _prefetch_row_for_write(slots.grad_phi_items, codes[b, k] >> 2)
 
 
 @njit(fastmath=_FAST_MATH, inline="always")
@@ -426,8 +445,8 @@ def _draw_rows(size, start, key, st, user_table, item_table, indptr, indices, ro
                     items[b, c] = unobserved_item(indptr, indices, st.n_items, users[b], uniform(key, start + b, c))
 
 
-@njit(fastmath=_FAST_MATH)
-def _score_rows(first, last, st, user_table, item_table, phi_user_table, phi_item_table, users, items, scores,
+@njit(fastmath=_FAST_MATH, inline="always")
+def _score_range(first, last, st, user_table, item_table, phi_user_table, phi_item_table, users, items, scores,
                 phi_scores, d_scores, d_phi, parts):
     """Scores of rows first..last-1 and d loss / d score from the objective (parts[b, :2]: the row's loss)."""
     n_cols = items.shape[1]
@@ -446,7 +465,18 @@ def _score_rows(first, last, st, user_table, item_table, phi_user_table, phi_ite
         parts[b, 1] = sampled
 
 
+@njit(fastmath=_FAST_MATH)
+def _score_rows(first, last, st, user_table, item_table, phi_user_table, phi_item_table, users, items, scores,
+                phi_scores, d_scores, d_phi, parts):
+    """:func:`_score_range` as a function of its own: a mini-batch calls it once per chunk (inlined there, it
+    made the batch loop slower); _train_rows inlines _score_range, called once per row."""
+    _score_range(first, last, st, user_table, item_table, phi_user_table, phi_item_table, users, items, scores,
+                 phi_scores, d_scores, d_phi, parts)
+
+
 _CHUNK = 32  # rows per stage run: enough to overlap memory latency, small enough for the rows to stay in L1/L2
+_ROW_RUN = 256  # one-row batches: rows drawn at a time (the drawing stages' lookahead fills the run)
+_ROW_AHEAD = 12  # one-row batches: rows whose table rows are requested before they train
 
 
 # ---- gradients, and one optimizer step per distinct row at its last occurrence in the batch ---------------------
@@ -630,21 +660,23 @@ def _train_batch(t, batch, key, drop_rate, st, tables, states, indptr, indices, 
             if dropped[b]:
                 parts[b, 0] = 0.0
                 d_scores[b, 0] = 0.0
-            finite = finite and np.isfinite(parts[b, 0] + parts[b, 1])
+            finite = finite and _finite(parts[b, 0] + parts[b, 1])
         for first in range(0, size, _CHUNK):
             if finite:
                 _learn_rows(first, min(size, first + _CHUNK), size, st, tables, states, users, items, codes, d_scores,
                             d_phi, parts, slots, term)
     else:
         nbpo = st.loss == _NBPO
-        _prefetch_rows(0, min(size, _CHUNK), tables, states, users, items, codes, slots, nbpo)
+        _prefetch_rows(0, min(size, _CHUNK), tables, states, users, items, nbpo)
+        _prefetch_slots(0, min(size, _CHUNK), codes, slots, nbpo)
         for first in range(0, size, _CHUNK):
             last = min(size, first + _CHUNK)
-            _prefetch_rows(last, min(size, last + _CHUNK), tables, states, users, items, codes, slots, nbpo)  # next chunk
+            _prefetch_rows(last, min(size, last + _CHUNK), tables, states, users, items, nbpo)  # the next chunk's
+            _prefetch_slots(last, min(size, last + _CHUNK), codes, slots, nbpo)
             _score_rows(first, last, st, user_table, item_table, phi_user_table, phi_item_table, users, items,
                         scores, phi_scores, d_scores, d_phi, parts)
             for b in range(first, last):
-                finite = finite and np.isfinite(parts[b, 0] + parts[b, 1])
+                finite = finite and _finite(parts[b, 0] + parts[b, 1])
             if not finite:
                 break
             _learn_rows(first, last, size, st, tables, states, users, items, codes, d_scores, d_phi, parts, slots, term)
@@ -658,6 +690,106 @@ def _train_batch(t, batch, key, drop_rate, st, tables, states, indptr, indices, 
     for b in range(size):
         total += parts[b, 0] + parts[b, 1] + parts[b, 2]
     return total / size
+
+
+# ---- batch size 1: one row at a time, on one thread ------------------------------------------------------------
+#
+# A mini-batch of one row needs no bookkeeping: its user and items (distinct, but for repeated unobserved items)
+# are stepped right after its gradient. Rows are drawn in runs of _ROW_RUN, the next run before the current one
+# trains, and each row's table rows are requested _ROW_AHEAD rows before it trains, so misses overlap.
+
+@njit(inline="always")
+def _one_row(st):
+    """Whether the batches of ``st`` train as one-row batches by :func:`_train_rows` (T-CE's drop rate is per
+    batch: the general path)."""
+    return st.batch_size == 1 and st.loss != _TCE
+
+
+@njit(fastmath=_FAST_MATH, inline="always")
+def _row_gradient(b, st, tables, users, items, d_scores, d_phi, parts, term):
+    """Row b's gradient as a one-row mini-batch (its d_scores already computed) from the tables as they are:
+    term[0] for its user, term[1 + k] for its k-th item (NBPO's φ terms after them); parts[b, 2]: its L2 terms."""
+    user_table, item_table, phi_user_table, phi_item_table = tables
+    phi_term = term[1 + items.shape[1]:]
+    parts[b, 2] = st.l2 * _row_terms(b, 1.0, np.float32(2.0 * st.l2), user_table, item_table, users, items, d_scores,
+                                     term)
+    if st.loss == _NBPO:
+        parts[b, 2] += st.phi_l2 * _row_terms(b, 1.0, np.float32(2.0 * st.phi_l2), phi_user_table, phi_item_table,
+                                              users, items, d_phi, phi_term)
+
+
+@njit(fastmath=_FAST_MATH, inline="always")
+def _step_row(b, st, tables, states, users, items, term):
+    """One optimizer step of row b's user and of each of its distinct items with :func:`_row_gradient`'s terms (a
+    repeated unobserved item: its terms summed in column order, stepped once)."""
+    user_table, item_table, phi_user_table, phi_item_table = tables
+    user_state, item_state, phi_user_state, phi_item_state = states
+    n_cols = items.shape[1]
+    nbpo = st.loss == _NBPO
+    phi_term = term[1 + n_cols:]
+    user = users[b]
+    _apply(st.optimizer, st.lr, st.eps, user_table, user_state, user, term, 0)
+    if nbpo:
+        _apply(st.optimizer, st.lr, st.eps, phi_user_table, phi_user_state, user, phi_term, 0)
+    for k in range(n_cols):
+        item = items[b, k]
+        again = -1
+        for q in range(k + 1, n_cols):  # the observed item (k = 0) is never repeated
+            if again < 0 and items[b, q] == item:
+                again = q
+        if again >= 0:  # carry the terms to the item's next column
+            for d in range(item_table.shape[1]):
+                term[1 + again, d] = term[1 + k, d] + term[1 + again, d]
+            if nbpo:
+                for d in range(phi_item_table.shape[1]):
+                    phi_term[1 + again, d] = phi_term[1 + k, d] + phi_term[1 + again, d]
+            continue
+        _apply(st.optimizer, st.lr, st.eps, item_table, item_state, item, term, 1 + k)
+        if nbpo:
+            _apply(st.optimizer, st.lr, st.eps, phi_item_table, phi_item_state, item, phi_term, 1 + k)
+
+
+@njit(fastmath=_FAST_MATH)
+def _train_rows(t, n_threads, first_row, key, st, tables, states, indptr, indices, row_users, active_users, w,
+                losses, stop):
+    """Train one-row mini-batches first_row + r for the r in runs t, t + n_threads, … of _ROW_RUN rows of
+    [0, len(losses)) with thread ``t``'s buffers (runs in its two halves by turns); losses[r]: row r's loss.
+    Stops (and sets stop[0]) at a row whose loss (L2 terms included) is not finite, before its step."""
+    user_table, item_table, phi_user_table, phi_item_table = tables
+    users, items, parts, d_scores, d_phi = w.users[t], w.items[t], w.parts[t], w.d_scores[t], w.d_phi[t]
+    scores, phi_scores, pool, pool_scores, term = w.scores[t], w.phi_scores[t], w.pool[t], w.pool_scores[t], w.term[t]
+    nbpo = st.loss == _NBPO
+    n = losses.shape[0]
+    first, half = t * _ROW_RUN, 0
+    size = max(0, min(_ROW_RUN, n - first))
+    _draw_rows(size, first_row + first, key, st, user_table, item_table, indptr, indices, row_users, active_users,
+               users, items, pool, pool_scores)
+    _prefetch_rows(0, min(size, _ROW_AHEAD), tables, states, users, items, nbpo)
+    while size > 0:
+        offset, other = half * _ROW_RUN, (1 - half) * _ROW_RUN
+        next_first = first + n_threads * _ROW_RUN  # drawn now, trained next
+        next_size = max(0, min(_ROW_RUN, n - next_first))
+        _draw_rows(next_size, first_row + next_first, key, st, user_table, item_table, indptr, indices, row_users,
+                   active_users, users[other:], items[other:], pool[other:], pool_scores[other:])
+        end = offset + size
+        for b in range(offset, end):
+            ahead = b + _ROW_AHEAD  # request its table rows now (in this run, or the next one's first rows)
+            if ahead < end:
+                _prefetch_rows(ahead, ahead + 1, tables, states, users, items, nbpo)
+            elif ahead - end < next_size:
+                _prefetch_rows(other + ahead - end, other + ahead - end + 1, tables, states, users, items, nbpo)
+            if stop[0]:
+                return
+            _score_range(b, b + 1, st, user_table, item_table, phi_user_table, phi_item_table, users, items, scores,
+                         phi_scores, d_scores, d_phi, parts)
+            _row_gradient(b, st, tables, users, items, d_scores, d_phi, parts, term)
+            loss = parts[b, 0] + parts[b, 1] + parts[b, 2]
+            losses[first + b - offset] = loss
+            if not _finite(loss):
+                stop[0] = 1
+                return
+            _step_row(b, st, tables, states, users, items, term)
+        first, size, half = next_first, next_size, 1 - half
 
 
 # ---- the driver ---------------------------------------------------------------------------------------------
@@ -688,26 +820,32 @@ def train_batches(tables, states, indptr, indices, row_users, active_users, st, 
     n_threads = w.users.shape[0]
     n = losses.shape[0]
     stop = np.zeros(1, np.int64)
+    one_row = _one_row(st)
     for t in prange(n_threads):
+        if one_row:
+            _train_rows(t, n_threads, first_batch, key, st, tables, states, indptr, indices, row_users, active_users,
+                        w, losses, stop)
+            continue
         for i in range(t, n, n_threads):
             if stop[0]:
                 break
             loss = _train_batch(t, first_batch + i, key, drop_rates[i], st, tables, states, indptr, indices,
                                 row_users, active_users, w)
             losses[i] = loss
-            if not np.isfinite(loss):
+            if not _finite(loss):
                 stop[0] = 1
 
 
 @njit
-def draw_batches(tables, indptr, indices, row_users, active_users, st, w, key, n_batches):
-    """Only the sampling of n_batches mini-batches (with PLD: its candidate scoring), on one thread and without
-    training: the part of an epoch spent drawing rows, for profiles (benchmarks/train_speed.py)."""
+def draw_batches(tables, indptr, indices, row_users, active_users, st, w, key):
+    """Only the sampling of the epoch's rows (with PLD: its candidate scoring), on one thread and without training,
+    in the runs training draws them (mini-batches; runs of _ROW_RUN rows for one-row batches): the part of an
+    epoch spent drawing rows, for profiles (benchmarks/train_speed.py)."""
     users, items, pool = w.users[0], w.items[0], w.pool[0]
+    run = _ROW_RUN if _one_row(st) else st.batch_size
     checksum = 0
-    for batch in range(n_batches):
-        start = batch * st.batch_size
-        size = min(st.batch_size, st.epoch_rows - start)
+    for start in range(0, st.epoch_rows, run):
+        size = min(run, st.epoch_rows - start)
         _draw_rows(size, start, key, st, tables[0], tables[1], indptr, indices, row_users, active_users, users, items,
                    pool, w.pool_scores[0])
         checksum += items[size - 1, 0]

@@ -150,6 +150,37 @@ def test_consecutive_kernel_steps_are_the_fbgemm_steps(loss):
         torch.testing.assert_close(stepped.state_dict()[key], value, rtol=1e-4, atol=1e-5, msg=key)
 
 
+@pytest.mark.parametrize("loss", [loss for loss in LOSSES if loss != "tce"])  # (T-CE: the general path)
+def test_one_row_batches_train_as_one_general_kernel_batch_after_another(loss):
+    """Batch size 1 trains one row at a time without the mini-batch bookkeeping (kernels._train_rows); the same
+    rows as the general path's one-row batches, the same steps, repeated unobserved items of a row summed."""
+    train = _train(n_users=250, n_items=10, density=0.3)  # few unobserved items: the 3 negatives of a row repeat
+    config = TrainConfig(loss=loss, dim=8, phi_dim=4, batch_size=1, n_negatives=3, lr=0.1, l2=0.01, phi_l2=0.05,
+                         phi_prior=0.2, init_std=0.3, epochs=1, eval_every=0, engine="kernel", deterministic=True)
+    device = torch.device("cpu")
+    models = [fuse(new_model(config, *train.shape), optimizer=config.optimizer, lr=config.lr, device=device)
+              for _ in range(2)]
+    fast, general = KernelEngine(models[0], config, train), KernelEngine(models[1], config, train)
+    assert fast.n_batches == train.nnz > 2 * kernels._ROW_RUN
+    fast_loss = fast.run_epoch(1, np.random.default_rng(5), step=0)
+    key = np.uint64(np.random.default_rng(5).integers(0, 2**64, dtype=np.uint64))
+    general_loss, repeats = 0.0, 0
+    for batch in range(train.nnz):
+        general_loss += kernels._train_batch(0, batch, key, 0.0, general.settings, general.tables, general.states,
+                                             general.indptr, general.indices, general.row_users, general.active_users,
+                                             general.workspace)
+        negatives = general.workspace.items[0, 0, 1:]
+        repeats += len(set(negatives.tolist())) < len(negatives)
+    assert repeats > 10
+    assert fast_loss == pytest.approx(general_loss, rel=1e-5)
+    for key_name, value in models[1].state_dict().items():
+        torch.testing.assert_close(models[0].state_dict()[key_name], value, rtol=1e-5, atol=1e-6, msg=key_name)
+    moved = (models[0].user_tables.local_weight("preference")
+             - fuse(new_model(config, *train.shape), optimizer=config.optimizer, lr=config.lr,
+                    device=device).user_tables.local_weight("preference")).abs().max()
+    assert moved > 1e-2
+
+
 def test_uniform_epoch_visits_every_interaction_once_with_unobserved_negatives():
     train = _train(density=0.6)  # dense rows: many draws would hit positives without the exact draw
     config = TrainConfig(dim=4, batch_size=train.nnz, n_negatives=3, epochs=1, eval_every=0, engine="kernel")
@@ -240,10 +271,11 @@ def _weights(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("loss,sampler", [("bpr", "uniform"), ("nbpo", "uniform"), ("tce", "pld")])
-def test_deterministic_reruns_are_bit_identical_whatever_the_thread_count(small_split, loss, sampler):
+@pytest.mark.parametrize("loss,sampler,batch_size", [("bpr", "uniform", 256), ("nbpo", "uniform", 256),
+                                                     ("tce", "pld", 256), ("nbpo", "pld", 1)])
+def test_deterministic_reruns_are_bit_identical_whatever_the_thread_count(small_split, loss, sampler, batch_size):
     config = TrainConfig(loss=loss, sampler=sampler, pld_warmup_epochs=1, tce_warmup_steps=5, epochs=3, dim=8,
-                         batch_size=256, eval_every=0, engine="kernel", deterministic=True)
+                         batch_size=batch_size, eval_every=0, engine="kernel", deterministic=True)
     threads = torch.get_num_threads()
     try:
         runs = []
@@ -277,8 +309,10 @@ def test_resume_continues_exactly(small_split, tmp_path, optimizer):
         assert torch.equal(value, _weights(resumed.model)[key]), key
 
 
-def test_hogwild_threads_train_like_one_thread(small_split):
-    """Several threads train whole mini-batches concurrently (lock-free): not bit-identical, but as good."""
+@pytest.mark.parametrize("batch_size", [128, 1])
+def test_hogwild_threads_train_like_one_thread(small_split, batch_size):
+    """Several threads train whole mini-batches (or runs of one-row batches) concurrently (lock-free): not
+    bit-identical, but as good."""
     import numba
 
     from robustrec.evaluate import ranking_metrics
@@ -290,7 +324,8 @@ def test_hogwild_threads_train_like_one_thread(small_split):
     try:
         recalls = {}
         for deterministic in (True, False):
-            config = TrainConfig(epochs=6, dim=16, batch_size=128, eval_every=0, deterministic=deterministic)
+            config = TrainConfig(epochs=6, dim=16, batch_size=batch_size, lr=0.05 if batch_size > 1 else 0.02,
+                                 eval_every=0, deterministic=deterministic)
             fused = fuse(new_model(config, small_split.n_users, small_split.n_items), optimizer=config.optimizer,
                          lr=config.lr, device=torch.device("cpu"))
             assert KernelEngine(fused, config, small_split.train.matrix).n_threads == (1 if deterministic else 2)
@@ -338,6 +373,30 @@ def test_a_non_finite_loss_stops_before_the_update(small_split):
         KernelEngine(model, config, small_split.train.matrix).run_epoch(1, np.random.default_rng(0), step=0)
     weights = model.user_tables.local_weight("preference")
     assert torch.isfinite(weights).all() and weights.abs().max() > 1e20
+
+
+def test_one_row_batches_stop_before_the_update_of_a_non_finite_loss(small_split):
+    """lr 1e30: the first rows blow their weights up to ~1e27; the first row whose loss then overflows is refused
+    (its update would write inf or NaN) and the epoch stops there."""
+    config = TrainConfig(epochs=1, dim=8, lr=1e30, optimizer="sgd", batch_size=1, eval_every=0, engine="kernel",
+                         deterministic=True)
+    model = fuse(new_model(config, small_split.n_users, small_split.n_items), optimizer="sgd", lr=config.lr,
+                 device=torch.device("cpu"))
+    with pytest.raises(FloatingPointError, match=r"epoch 1, step [1-9]"):
+        KernelEngine(model, config, small_split.train.matrix).run_epoch(1, np.random.default_rng(0), step=0)
+    for side in ("user", "item"):
+        weights = getattr(model, f"{side}_tables").local_weight("preference")
+        assert torch.isfinite(weights).all()
+    assert model.user_tables.local_weight("preference").abs().max() > 1e20
+
+
+def test_the_loss_check_sees_the_first_non_finite_and_the_largest_loss_in_step_order():
+    from robustrec.engines import _batches_to_check
+
+    assert _batches_to_check(np.array([1.0, 5.0, np.nan, 1e12, np.inf, 2.0])) == [2, 3]
+    assert _batches_to_check(np.array([1e12, np.inf, np.nan])) == [0, 1]
+    assert _batches_to_check(np.array([0.5, -3.0, 1.0])) == [1]
+    assert _batches_to_check(np.array([np.nan, np.nan])) == [0]
 
 
 def test_an_epoch_after_a_stopped_batch_trains_like_a_fresh_engine():
