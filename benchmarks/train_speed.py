@@ -11,8 +11,9 @@ present, and synthetic-ml1m. One epoch = one pass over the training interactions
 Printed per data set, every number the median over ``--repeats`` repeats, each system in its own subprocess
 (peak RSS is its own):
 
-1. systems: robustrec (engine ``auto``: the fused CPU kernel on CPU, torchrec/FBGEMM on CUDA), robustrec with the
-   ``autograd`` engine (torchrec + FBGEMM fused row-wise Adagrad per batch), a plain PyTorch MF-BPR loop
+1. systems: robustrec (engine ``auto``: the fused CPU kernel on CPU, torchrec/FBGEMM on CUDA), robustrec-batch1
+   (CPU only: one-row mini-batches, per-sample SGD as implicit trains, ``--batch1-lr``/``--batch1-l2``), robustrec
+   with the ``autograd`` engine (torchrec + FBGEMM fused row-wise Adagrad per batch), a plain PyTorch MF-BPR loop
    (nn.Embedding + Adam, batch 4096) and implicit 0.7.3's BPR (``pip install -r requirements/bench.txt``):
    first epoch (robustrec: loading or compiling the kernel included) and steady-state seconds per epoch (median
    of epochs 2..E), million samples per second, full-ranking evaluation of all test users, peak RSS, and the
@@ -21,7 +22,8 @@ Printed per data set, every number the median over ``--repeats`` repeats, each s
    once, separately.
 2. objectives x samplers: robustrec's steady-state epoch time of every loss with each sampler (PLD without
    warm-up, so every timed epoch resamples; one sampled item per observed one for every loss, NBPO included, whose
-   default is 4), as a ratio to BPR with uniform sampling, interleaved repeats.
+   default is 4), as a ratio to BPR with uniform sampling, interleaved repeats; at ``--batch-size`` and (CPU) at
+   batch size 1.
 3. epoch profile: seconds spent drawing rows (negatives; PLD's candidate scoring) vs the rest, for the autograd
    engine (before) and the kernel (after), one thread.
 4. LightGCN: robustrec's LightGCN (autograd engine) beside a plain PyTorch LightGCN with sparse propagation,
@@ -46,7 +48,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SYSTEMS = ("robustrec", "robustrec-autograd", "torch-loop", "implicit")
+SYSTEMS = ("robustrec", "robustrec-batch1", "robustrec-autograd", "torch-loop", "implicit")
 SYNTHETIC = "synthetic-ml1m"
 DIM = 64
 
@@ -94,15 +96,20 @@ def train_config(args, **overrides):
     return TrainConfig(**{**settings, **overrides})
 
 
+def one_row(args) -> dict:
+    """The settings of one-row mini-batches (per-sample SGD, as implicit trains): batch size 1, its own lr and L2."""
+    return dict(batch_size=1, lr=args.batch1_lr, l2=args.batch1_l2)
+
+
 # ---- table 1: one system per child -----------------------------------------------------------------------------
 
-def run_robustrec(split, args, engine: str) -> dict:
+def run_robustrec(split, args, engine: str, **overrides) -> dict:
     from robustrec.models import PREFERENCE
     from robustrec.training import fit
 
     first, steady = [], []
     for repeat in range(args.repeats):
-        result = fit(train_config(args, engine=engine, seed=repeat), split.train.matrix, progress=False)
+        result = fit(train_config(args, engine=engine, seed=repeat, **overrides), split.train.matrix, progress=False)
         times = epoch_times(result.history)
         first.append(times[0])
         steady.append(median(times[1:]))
@@ -203,14 +210,16 @@ def run_objectives(split, args) -> dict:
     from robustrec.samplers import SAMPLERS
     from robustrec.training import fit
 
-    names = [(loss, sampler) for sampler in SAMPLERS for loss in LOSSES]
-    steady = {f"{loss}/{sampler}": [] for loss, sampler in names}
+    batchings = {"batch": {}, "batch 1": one_row(args)} if args.device == "cpu" else {"batch": {}}
+    names = [(loss, sampler, batching) for batching in batchings for sampler in SAMPLERS for loss in LOSSES]
+    steady = {batching: {f"{loss}/{sampler}": [] for loss, sampler, _ in names} for batching in batchings}
     for repeat in range(args.repeats):  # interleaved: every configuration sees the same machine load
-        for loss, sampler in names:
+        for loss, sampler, batching in names:
             # one sampled item per observed one for every loss (NBPO's default is 4): the objective's own cost
-            config = train_config(args, loss=loss, sampler=sampler, pld_warmup_epochs=0, seed=repeat, n_negatives=1)
-            steady[f"{loss}/{sampler}"].append(median(epoch_times(fit(config, split.train.matrix,
-                                                                      progress=False).history)[1:]))
+            config = train_config(args, loss=loss, sampler=sampler, pld_warmup_epochs=0, seed=repeat, n_negatives=1,
+                                  **batchings[batching])
+            steady[batching][f"{loss}/{sampler}"].append(median(epoch_times(fit(config, split.train.matrix,
+                                                                                progress=False).history)[1:]))
     return {"steady": steady}
 
 
@@ -229,17 +238,20 @@ def run_profile(split, args) -> dict:
     torch.set_num_threads(1)
     out = {}
     device = torch.device(args.device)
+    variants = {"autograd": {"engine": "autograd"}}
+    if device.type == "cpu":
+        variants.update({"kernel": {"engine": "kernel"}, "kernel, batch 1": {"engine": "kernel", **one_row(args)}})
     for sampler_name in ("uniform", "pld"):
         settings = dict(sampler=sampler_name, pld_warmup_epochs=0, deterministic=True)
-        for engine in ("autograd", "kernel") if device.type == "cpu" else ("autograd",):
+        for name, variant in variants.items():
             totals, sampling = [], []
             for repeat in range(args.repeats):
-                config = train_config(args, engine=engine, epochs=2, seed=repeat, **settings)
+                config = train_config(args, epochs=2, seed=repeat, **settings, **variant)
                 totals.append(epoch_times(fit(config, train, progress=False).history)[1])
                 model = fuse(new_model(config, *train.shape), optimizer=config.optimizer, lr=config.lr, device=device)
                 rng = np.random.default_rng(repeat)
                 tic = time.perf_counter()
-                if engine == "kernel":
+                if variant["engine"] == "kernel":
                     KernelEngine(model, config, train).sample_epoch(2, rng)
                 else:
                     sampler = build_sampler(config, train)
@@ -250,7 +262,7 @@ def run_profile(split, args) -> dict:
                     for _ in sampler.epoch(config.batch_size, rng, epoch=2, score_fn=score_fn):
                         pass
                 sampling.append(time.perf_counter() - tic)
-            out[f"{engine}/{sampler_name}"] = {"epoch": median(totals), "sampling": median(sampling)}
+            out[f"{name}/{sampler_name}"] = {"epoch": median(totals), "sampling": median(sampling)}
     return {"split": out}
 
 
@@ -381,6 +393,7 @@ def run_evaluation(split, args) -> dict:
 
 RUNNERS = {
     "robustrec": lambda split, args: run_robustrec(split, args, "auto"),
+    "robustrec-batch1": lambda split, args: run_robustrec(split, args, "auto", **one_row(args)),
     "robustrec-autograd": lambda split, args: run_robustrec(split, args, "autograd"),
     "torch-loop": run_torch_loop,
     "implicit": run_implicit,
@@ -419,7 +432,8 @@ def merge_rounds(merged: dict | None, result: dict) -> dict:
 def run_child(name: str, data: str, args, env=None, repeats: int | None = None) -> dict | None:
     cmd = [sys.executable, __file__, "--child", name, "--data", data, "--epochs", str(args.epochs),
            "--repeats", str(repeats or args.repeats), "--threads", str(args.threads), "--batch-size", str(args.batch_size),
-           "--lr", str(args.lr), "--l2", str(args.l2), "--device", args.device,
+           "--lr", str(args.lr), "--l2", str(args.l2), "--batch1-lr", str(args.batch1_lr),
+           "--batch1-l2", str(args.batch1_l2), "--device", args.device,
            "--lightgcn-steps", str(args.lightgcn_steps)]
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -446,11 +460,15 @@ def systems_table(rows: dict, cold: dict | None) -> list[str]:
     return lines
 
 
-def objectives_table(result: dict) -> list[str]:
-    steady = {k: median(v) for k, v in result["steady"].items()}
-    base = steady["bpr/uniform"]
-    lines = ["| objective / sampler | s/epoch | ratio to bpr/uniform |", "|---|---|---|"]
-    lines += [f"| {name} | {sec:.3f} | {sec / base:.2f} |" for name, sec in steady.items()]
+def objectives_table(result: dict, args) -> list[str]:
+    columns = list(result["steady"])
+    steady = {batching: {k: median(v) for k, v in runs.items()} for batching, runs in result["steady"].items()}
+    names = {"batch": f"batch {args.batch_size}", "batch 1": "batch 1 (per sample)"}
+    lines = ["| objective / sampler | " + " | ".join(f"{names[c]} s/epoch | ratio to bpr/uniform" for c in columns)
+             + " |", "|---" * (1 + 2 * len(columns)) + "|"]
+    for name in steady[columns[0]]:
+        cells = [f"{steady[c][name]:.3f} | {steady[c][name] / steady[c]['bpr/uniform']:.2f}" for c in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -498,6 +516,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--l2", type=float, default=3e-4)
+    parser.add_argument("--batch1-lr", type=float, default=0.03, help="robustrec-batch1's learning rate")
+    parser.add_argument("--batch1-l2", type=float, default=1e-4, help="robustrec-batch1's L2 weight")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--lightgcn-steps", type=int, default=10, help="timed LightGCN steps per repeat")
     parser.add_argument("--skip", nargs="*", default=[], choices=["systems", "objectives", "profile", "lightgcn",
@@ -512,6 +532,8 @@ def main() -> None:
         return
     if args.epochs < 2:
         parser.error("--epochs must be >= 2 (the first epoch is reported apart)")
+    if args.device != "cpu" and "robustrec-batch1" in args.systems:  # one-row batches: the CPU kernel's setting
+        args.systems.remove("robustrec-batch1")
     load_before = os.getloadavg()
     report = [f"Command: `python benchmarks/train_speed.py {' '.join(sys.argv[1:])}`", "",
               f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {args.threads} threads, "
@@ -541,7 +563,8 @@ def main() -> None:
                            + ", ".join(f"{k} {median(v.get('recall@20', v.get('ndcg@20'))):.4f}"
                                        for k, v in rows.items())]
         for section, title, render in (
-            ("objectives", "Every objective and sampler (robustrec kernel), steady-state epoch time", objectives_table),
+            ("objectives", "Every objective and sampler (robustrec kernel), steady-state epoch time",
+             lambda r: objectives_table(r, args)),
             ("profile", "Where an epoch goes, before (autograd engine) and after (kernel)", profile_table),
             ("lightgcn", "LightGCN", lambda r: lightgcn_table(r, args)),
             ("evaluation", "Full-ranking evaluation of all test users (random factors, training items masked)",
