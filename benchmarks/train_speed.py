@@ -516,7 +516,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--l2", type=float, default=3e-4)
-    parser.add_argument("--batch1-lr", type=float, default=0.03, help="robustrec-batch1's learning rate")
+    parser.add_argument("--batch1-lr", type=float, default=0.04, help="robustrec-batch1's learning rate")
     parser.add_argument("--batch1-l2", type=float, default=1e-4, help="robustrec-batch1's L2 weight")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--lightgcn-steps", type=int, default=10, help="timed LightGCN steps per repeat")

@@ -706,11 +706,11 @@ def _one_row(st):
 
 
 @njit(fastmath=_FAST_MATH, inline="always")
-def _row_gradient(b, st, tables, users, items, d_scores, d_phi, parts, term):
+def _row_gradient(b, st, tables, users, items, d_scores, d_phi, parts, term, phi_term):
     """Row b's gradient as a one-row mini-batch (its d_scores already computed) from the tables as they are:
-    term[0] for its user, term[1 + k] for its k-th item (NBPO's φ terms after them); parts[b, 2]: its L2 terms."""
+    term[0] for its user, term[1 + k] for its k-th item (NBPO's φ terms alike in phi_term); parts[b, 2]: its L2
+    terms."""
     user_table, item_table, phi_user_table, phi_item_table = tables
-    phi_term = term[1 + items.shape[1]:]
     parts[b, 2] = st.l2 * _row_terms(b, 1.0, np.float32(2.0 * st.l2), user_table, item_table, users, items, d_scores,
                                      term)
     if st.loss == _NBPO:
@@ -719,14 +719,13 @@ def _row_gradient(b, st, tables, users, items, d_scores, d_phi, parts, term):
 
 
 @njit(fastmath=_FAST_MATH, inline="always")
-def _step_row(b, st, tables, states, users, items, term):
+def _step_row(b, st, tables, states, users, items, term, phi_term):
     """One optimizer step of row b's user and of each of its distinct items with :func:`_row_gradient`'s terms (a
     repeated unobserved item: its terms summed in column order, stepped once)."""
     user_table, item_table, phi_user_table, phi_item_table = tables
     user_state, item_state, phi_user_state, phi_item_state = states
     n_cols = items.shape[1]
     nbpo = st.loss == _NBPO
-    phi_term = term[1 + n_cols:]
     user = users[b]
     _apply(st.optimizer, st.lr, st.eps, user_table, user_state, user, term, 0)
     if nbpo:
@@ -758,6 +757,7 @@ def _train_rows(t, n_threads, first_row, key, st, tables, states, indptr, indice
     user_table, item_table, phi_user_table, phi_item_table = tables
     users, items, parts, d_scores, d_phi = w.users[t], w.items[t], w.parts[t], w.d_scores[t], w.d_phi[t]
     scores, phi_scores, pool, pool_scores, term = w.scores[t], w.phi_scores[t], w.pool[t], w.pool_scores[t], w.term[t]
+    phi_term = term[1 + items.shape[1]:]  # (once: a view made per row costs reference counting per row)
     nbpo = st.loss == _NBPO
     n = losses.shape[0]
     first, half = t * _ROW_RUN, 0
@@ -782,13 +782,13 @@ def _train_rows(t, n_threads, first_row, key, st, tables, states, indptr, indice
                 return
             _score_range(b, b + 1, st, user_table, item_table, phi_user_table, phi_item_table, users, items, scores,
                          phi_scores, d_scores, d_phi, parts)
-            _row_gradient(b, st, tables, users, items, d_scores, d_phi, parts, term)
+            _row_gradient(b, st, tables, users, items, d_scores, d_phi, parts, term, phi_term)
             loss = parts[b, 0] + parts[b, 1] + parts[b, 2]
             losses[first + b - offset] = loss
             if not _finite(loss):
                 stop[0] = 1
                 return
-            _step_row(b, st, tables, states, users, items, term)
+            _step_row(b, st, tables, states, users, items, term, phi_term)
         first, size, half = next_first, next_size, 1 - half
 
 
