@@ -51,7 +51,8 @@ class TrainConfig:
     sampler: str = field(default="uniform", metadata={"help": "batch sampler", "choices": SAMPLERS})
     dim: int = field(default=64, metadata={"help": "embedding dimension"})
     epochs: int = field(default=30, metadata={"help": "maximum number of passes over the training interactions"})
-    batch_size: int = field(default=4096, metadata={"help": "observed interactions per batch"})
+    batch_size: int = field(default=4096, metadata={"help": "observed interactions per batch (1: per-sample SGD, the "
+                                                            "CPU kernel's fastest; it wants its own --lr)"})
     lr: float = field(default=0.05, metadata={"help": "learning rate of the fused table optimizer",
                                               "search": Search(0.005, 0.5, log=True)})
     optimizer: str = field(default="rowwise_adagrad", metadata={"help": "fused table optimizer",
@@ -125,6 +126,13 @@ class TrainConfig:
             raise ValueError(f"phi_prior must be in (0, 1), got {self.phi_prior}")
         if not 0 <= self.tce_max_drop < 1:
             raise ValueError(f"tce_max_drop must be in [0, 1), got {self.tce_max_drop}")
+        if self.loss == "tce" and self.tce_max_drop > 0 and int(self.tce_max_drop * self.batch_size) == 0:
+            least = math.ceil(1 / self.tce_max_drop)
+            while int(self.tce_max_drop * least) == 0:
+                least += 1
+            raise ValueError(f"loss 'tce' would never drop a positive: it drops int(tce_max_drop x batch_size) = "
+                             f"int({self.tce_max_drop:g} x {self.batch_size}) = 0 per batch; use a batch_size of at "
+                             f"least {least}")
         if not (self.tce_warmup_epochs >= 0 and math.isfinite(self.tce_warmup_epochs)):
             raise ValueError(f"tce_warmup_epochs must be a finite number >= 0, got {self.tce_warmup_epochs}")
         if self.tce_warmup_steps is not None and self.tce_warmup_steps < 0:

@@ -7,8 +7,9 @@
   torchrec tables and FBGEMM optimizer state, updated in place: matrix factorisation on CPU with the
   optimizers FBGEMM implements on CPU. One mini-batch is the same gradient step as ``autograd``'s; the
   sampling is drawn inside the kernel, so the random stream (and so the exact result) differs from
-  ``autograd``'s for the same seed. By default every thread trains whole mini-batches that update the tables
-  without locks (reruns differ in the last bits); ``deterministic`` uses one thread: bit-identical reruns.
+  ``autograd``'s for the same seed. By default every thread trains whole mini-batches (batch size 1: runs of
+  one-row batches, per-sample SGD) that update the tables without locks (reruns differ in the last bits);
+  ``deterministic`` uses one thread: bit-identical reruns.
 - ``auto``: ``kernel`` where it applies, else ``autograd``.
 """
 
@@ -146,7 +147,7 @@ class KernelEngine:
         settings = self.settings._replace(pld=config.sampler == "pld" and epoch > config.pld_warmup_epochs)
         n = self.n_batches
         drop_rates = np.zeros(n)
-        if config.loss == "tce":
+        if config.loss == "tce" and config.batch_size > 1:  # (a one-row batch drops nothing)
             drop_rates[:] = [tce_drop_rate(config, step + t, n) for t in range(n)]
         losses = np.zeros(n)
         chunk = math.ceil(n / PROGRESS_UPDATES) if progress else n

@@ -700,9 +700,9 @@ def _train_batch(t, batch, key, drop_rate, st, tables, states, indptr, indices, 
 
 @njit(inline="always")
 def _one_row(st):
-    """Whether the batches of ``st`` train as one-row batches by :func:`_train_rows` (T-CE's drop rate is per
-    batch: the general path)."""
-    return st.batch_size == 1 and st.loss != _TCE
+    """Whether the batches of ``st`` train as one-row batches by :func:`_train_rows` (every loss: T-CE drops
+    int(rate · 1) = 0 rows of a one-row batch, as its rate is below 1)."""
+    return st.batch_size == 1
 
 
 @njit(fastmath=_FAST_MATH, inline="always")

@@ -150,13 +150,14 @@ def test_consecutive_kernel_steps_are_the_fbgemm_steps(loss):
         torch.testing.assert_close(stepped.state_dict()[key], value, rtol=1e-4, atol=1e-5, msg=key)
 
 
-@pytest.mark.parametrize("loss", [loss for loss in LOSSES if loss != "tce"])  # (T-CE: the general path)
+@pytest.mark.parametrize("loss", LOSSES)
 def test_one_row_batches_train_as_one_general_kernel_batch_after_another(loss):
     """Batch size 1 trains one row at a time without the mini-batch bookkeeping (kernels._train_rows); the same
     rows as the general path's one-row batches, the same steps, repeated unobserved items of a row summed."""
     train = _train(n_users=250, n_items=10, density=0.3)  # few unobserved items: the 3 negatives of a row repeat
     config = TrainConfig(loss=loss, dim=8, phi_dim=4, batch_size=1, n_negatives=3, lr=0.1, l2=0.01, phi_l2=0.05,
-                         phi_prior=0.2, init_std=0.3, epochs=1, eval_every=0, engine="kernel", deterministic=True)
+                         phi_prior=0.2, tce_max_drop=0.0, init_std=0.3, epochs=1, eval_every=0, engine="kernel",
+                         deterministic=True)
     device = torch.device("cpu")
     models = [fuse(new_model(config, *train.shape), optimizer=config.optimizer, lr=config.lr, device=device)
               for _ in range(2)]

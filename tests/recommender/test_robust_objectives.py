@@ -141,6 +141,16 @@ def test_bad_settings_are_errors(bad):
         TrainConfig(loss="nbpo", **bad)
 
 
+def test_tce_that_could_never_drop_a_positive_is_an_error_naming_the_smallest_batch():
+    with pytest.raises(ValueError, match=r"int\(0.2 x 4\) = 0 per batch; use a batch_size of at least 5"):
+        TrainConfig(loss="tce", tce_max_drop=0.2, batch_size=4)
+    with pytest.raises(ValueError, match="at least 4"):
+        TrainConfig(loss="tce", tce_max_drop=0.3, batch_size=1)
+    assert TrainConfig(loss="tce", tce_max_drop=0.2, batch_size=5).batch_size == 5
+    assert TrainConfig(loss="tce", tce_max_drop=0.0, batch_size=1).batch_size == 1  # no drop asked for
+    assert TrainConfig(loss="bce", batch_size=1).batch_size == 1
+
+
 @pytest.fixture(scope="module")
 def noisy_synthetic():
     split = data.generate(n_users=800, n_items=600, seed=3)
