@@ -213,7 +213,9 @@ def run_objectives(split, args) -> dict:
     batchings = {"batch": {}, "batch 1": one_row(args)} if args.device == "cpu" else {"batch": {}}
     names = [(loss, sampler, batching) for batching in batchings for sampler in SAMPLERS for loss in LOSSES
              if not (loss == "tce" and batching == "batch 1")]  # (T-CE drops nothing of a one-row batch: refused)
-    steady = {batching: {f"{loss}/{sampler}": [] for loss, sampler, _ in names} for batching in batchings}
+    steady = {batching: {} for batching in batchings}
+    for loss, sampler, batching in names:
+        steady[batching][f"{loss}/{sampler}"] = []
     for repeat in range(args.repeats):  # interleaved: every configuration sees the same machine load
         for loss, sampler, batching in names:
             # one sampled item per observed one for every loss (NBPO's default is 4): the objective's own cost
