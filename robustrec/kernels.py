@@ -596,6 +596,19 @@ def _row_terms(b, scale, reg, user_table, item_table, users, items, d_scores, te
     return float(sq)
 
 
+@njit(fastmath=_FAST_MATH, inline="always")
+def _row_gradient(b, scale, st, tables, users, items, d_scores, d_phi, parts, term, phi_term):
+    """Row b's terms of a batch gradient (its d_scores already computed; ``scale`` = 1 / batch size) from the tables
+    as they are: term[0] for its user, term[1 + k] for its k-th item (NBPO's φ terms alike in phi_term);
+    parts[b, 2]: its L2 terms. Every read of the row comes before any of its steps."""
+    user_table, item_table, phi_user_table, phi_item_table = tables
+    parts[b, 2] = st.l2 * _row_terms(b, scale, np.float32(2.0 * st.l2 * scale), user_table, item_table, users, items,
+                                     d_scores, term)
+    if st.loss == _NBPO:
+        parts[b, 2] += st.phi_l2 * _row_terms(b, scale, np.float32(2.0 * st.phi_l2 * scale), phi_user_table,
+                                              phi_item_table, users, items, d_phi, phi_term)
+
+
 @njit(fastmath=_FAST_MATH)
 def _learn_rows(first, last, size, st, tables, states, users, items, codes, d_scores, d_phi, parts, slots, term):
     """Gradient terms of rows first..last-1, each entity stepped at its last occurrence (see the comment above)."""
@@ -603,14 +616,9 @@ def _learn_rows(first, last, size, st, tables, states, users, items, codes, d_sc
     user_state, item_state, phi_user_state, phi_item_state = states
     n_cols = items.shape[1]
     nbpo = st.loss == _NBPO
-    scale = 1.0 / size
-    reg, phi_reg = np.float32(2.0 * st.l2 * scale), np.float32(2.0 * st.phi_l2 * scale)
     phi_term = term[1 + n_cols:]
     for b in range(first, last):
-        parts[b, 2] = st.l2 * _row_terms(b, scale, reg, user_table, item_table, users, items, d_scores, term)
-        if nbpo:  # every read of this row before any of its steps
-            parts[b, 2] += st.phi_l2 * _row_terms(b, scale, phi_reg, phi_user_table, phi_item_table, users, items,
-                                                  d_phi, phi_term)
+        _row_gradient(b, 1.0 / size, st, tables, users, items, d_scores, d_phi, parts, term, phi_term)
         _settle(users[b], codes[b, 0], 0, st, nbpo, slots.grad_users, term, user_table, user_state,
                 slots.grad_phi_users, phi_term, phi_user_table, phi_user_state)
         for k in range(n_cols):
@@ -706,19 +714,6 @@ def _one_row(st):
 
 
 @njit(fastmath=_FAST_MATH, inline="always")
-def _row_gradient(b, st, tables, users, items, d_scores, d_phi, parts, term, phi_term):
-    """Row b's gradient as a one-row mini-batch (its d_scores already computed) from the tables as they are:
-    term[0] for its user, term[1 + k] for its k-th item (NBPO's φ terms alike in phi_term); parts[b, 2]: its L2
-    terms."""
-    user_table, item_table, phi_user_table, phi_item_table = tables
-    parts[b, 2] = st.l2 * _row_terms(b, 1.0, np.float32(2.0 * st.l2), user_table, item_table, users, items, d_scores,
-                                     term)
-    if st.loss == _NBPO:
-        parts[b, 2] += st.phi_l2 * _row_terms(b, 1.0, np.float32(2.0 * st.phi_l2), phi_user_table, phi_item_table,
-                                              users, items, d_phi, phi_term)
-
-
-@njit(fastmath=_FAST_MATH, inline="always")
 def _step_row(b, st, tables, states, users, items, term, phi_term):
     """One optimizer step of row b's user and of each of its distinct items with :func:`_row_gradient`'s terms (a
     repeated unobserved item: its terms summed in column order, stepped once)."""
@@ -782,7 +777,7 @@ def _train_rows(t, n_threads, first_row, key, st, tables, states, indptr, indice
                 return
             _score_range(b, b + 1, st, user_table, item_table, phi_user_table, phi_item_table, users, items, scores,
                          phi_scores, d_scores, d_phi, parts)
-            _row_gradient(b, st, tables, users, items, d_scores, d_phi, parts, term, phi_term)
+            _row_gradient(b, 1.0, st, tables, users, items, d_scores, d_phi, parts, term, phi_term)
             loss = parts[b, 0] + parts[b, 1] + parts[b, 2]
             losses[first + b - offset] = loss
             if not _finite(loss):
