@@ -59,6 +59,25 @@ def resolve_engine(config: TrainConfig) -> str:
     return config.engine
 
 
+# Row-wise Adagrad's state of a table with at most this many rows trains in a copy with one cache line per row.
+_OWN_LINE_MAX_ROWS = 16_384
+
+
+def _on_own_lines(state: np.ndarray) -> np.ndarray:
+    """A working copy of row-wise Adagrad's state (rows, 1) with each row on a 64-byte line of its own (rows, 16;
+    column 0 the state) for a small table, else ``state`` itself.
+
+    FBGEMM's layout puts 16 rows on a cache line, so threads stepping different rows of one line take it from each
+    other (false sharing); that costs most on small, hot tables. On large ones the 16x larger copy misses the cache
+    more than sharing costs, hence the row bound. (One thread takes the same path, so that seeded deterministic
+    runs check the copy.)"""
+    if state.ndim != 2 or state.shape[1] != 1 or state.shape[0] > _OWN_LINE_MAX_ROWS:
+        return state
+    padded = np.zeros((state.shape[0], 16), np.float32)
+    padded[:, 0] = state[:, 0]
+    return padded
+
+
 def _batches_to_check(losses: np.ndarray) -> list[int]:
     """Indices, in order, of the first loss in ``losses`` that is not finite and of the largest finite one: a check
     that fails on non-finite losses and on losses above a bound fails on one of these when it fails on any (a
@@ -152,12 +171,13 @@ class KernelEngine:
         losses = np.zeros(n)
         chunk = math.ceil(n / PROGRESS_UPDATES) if progress else n
         kernels.reset_workspace(self.workspace)
+        states = tuple(_on_own_lines(state) for state in self.states)  # written back below
         bar = tqdm(total=n, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
         try:
             with numba_threads(self.n_threads):
                 for first in range(0, n, chunk):
                     part = slice(first, min(first + chunk, n))
-                    kernels.train_batches(self.tables, self.states, self.indptr, self.indices, self.row_users,
+                    kernels.train_batches(self.tables, states, self.indptr, self.indices, self.row_users,
                                           self.active_users, settings, self.workspace, key, first, drop_rates[part],
                                           losses[part])
                     for t in _batches_to_check(losses[part]):
@@ -169,6 +189,9 @@ class KernelEngine:
                     bar.update(part.stop - first)
         finally:
             bar.close()
+            for live, working in zip(self.states, states):
+                if working is not live:
+                    live[:, 0] = working[:, 0]
         return float(losses.sum())
 
     def sample_epoch(self, epoch: int, rng: np.random.Generator) -> None:
