@@ -5,7 +5,8 @@ training items are masked out. Scoring is a batched matrix product with top-k on
 model's device: no per-user Python loop. On CPU the products are computed in cache-sized
 blocks of users and the masked top-k is one compiled pass per row (:mod:`robustrec.topk`): in bfloat16 where
 the CPU has bfloat16 dot-product instructions, with the candidates rescored exactly (the same items as float32
-and float64 products, faster), else in float32 through numpy's BLAS; elsewhere it is ``torch.topk``.
+and float64 products, faster), else in float32, each thread scoring (BLAS) and ranking its own chunks of users;
+elsewhere it is ``torch.topk``.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def top_k_items(
 # Scores per block on CPU (bytes): big enough for an efficient matrix product (a few hundred users against
 # Gowalla's 41k items), about the last-level cache of the machines here.
 CPU_SCORE_BLOCK_BYTES = 32 << 20
+_CPU_CHUNK_USERS = 128  # float32 path: users a thread scores at a time (at most; fewer on a large catalogue)
 
 
 def cpu_has_bf16_products() -> bool:
@@ -152,18 +154,24 @@ def cpu_masked_top_k(
                 topk.masked_top_k_hits_bf16(out.view(torch.int16).numpy(), batch, k, user_np, item_np, max_item_norm,
                                             *csr, ids, hits, start)
         return ids, hits
-    # numpy's BLAS (OpenBLAS) for the products: measured about twice torch's (MKL) on the AMD machines here
-    user_np = user_factors.numpy()
-    items_t = np.ascontiguousarray(item_factors.numpy().T)  # (D, n_items)
+    # each numba thread scores and ranks its own chunks of users, with BLAS (OpenBLAS, about twice torch's MKL on the
+    # AMD machines here) on that thread: measured 0.10 -> 0.05 s on 2 cores (ML-1M-sized) against numpy's
+    # multithreaded products between the ranking passes
+    from threadpoolctl import threadpool_limits
+
+    dtype = np.result_type(user_factors.numpy(), item_factors.numpy())
+    user_np = user_factors.numpy().astype(dtype, copy=False)
+    items_t = np.ascontiguousarray(item_factors.numpy().T, dtype=dtype)  # (D, n_items)
+    import numba
+
+    n_threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))  # one chunk scratch each
     n_items = items_t.shape[1]
-    block = max(1, min(batch_size, CPU_SCORE_BLOCK_BYTES // (n_items * items_t.itemsize)))
-    scores = np.empty((min(block, max(users.size, 1)), n_items), dtype=np.result_type(user_np, items_t))
-    with numba_threads(torch.get_num_threads()):
-        for start in range(0, users.size, block):
-            batch = users[start : start + block].astype(np.int64)
-            out = scores[: batch.size]
-            np.matmul(user_np[batch], items_t, out=out)
-            topk.masked_top_k_hits(out, batch, k, *csr, ids, hits, start)
+    chunk = max(1, min(batch_size, _CPU_CHUNK_USERS, CPU_SCORE_BLOCK_BYTES // (n_threads * n_items * dtype.itemsize)))
+    factors_scratch = np.empty((n_threads, chunk, user_np.shape[1]), dtype)
+    scores_scratch = np.empty((n_threads, chunk, n_items), dtype)
+    with numba_threads(n_threads), threadpool_limits(limits=1, user_api="blas"):
+        topk.scored_masked_top_k_hits(user_np, items_t, users.astype(np.int64), k, *csr, ids, hits, factors_scratch,
+                                      scores_scratch)
     return ids, hits
 
 

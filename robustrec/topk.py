@@ -132,6 +132,35 @@ def masked_top_k_hits(scores, users, k, train_indptr, train_indices, test_indptr
                    first + r)
 
 
+@njit(parallel=True)
+def scored_masked_top_k_hits(user_factors, items_t, users, k, train_indptr, train_indices, test_indptr,
+                             test_indices, out_ids, out_hits, factors_scratch, scores_scratch):
+    """:func:`masked_top_k_hits` of every user in ``users`` with the scores computed here: each thread scores its
+    own chunks of users (a product through BLAS, which must then run on one thread) and ranks them at once, while
+    the chunk is in its cache. One pool of threads for both (numpy's BLAS threads spin after a product and take
+    the cores from the ranking threads).
+
+    Args:
+        user_factors: (n_users, D), items_t: (D, n_items) of one float dtype; users: (n,) int64.
+        factors_scratch: (T, c, D) and scores_scratch: (T, c, n_items) of that dtype: thread t scores chunks t,
+            t + T, ... of c users.
+        k, the CSR arrays, out_ids, out_hits: as in :func:`masked_top_k_hits`, rows 0..n-1.
+    """
+    n_threads, chunk = scores_scratch.shape[0], scores_scratch.shape[1]
+    n_chunks = (users.size + chunk - 1) // chunk
+    for t in prange(n_threads):
+        for c in range(t, n_chunks, n_threads):
+            first = c * chunk
+            size = min(chunk, users.size - first)
+            for r in range(size):
+                factors_scratch[t, r] = user_factors[users[first + r]]
+            scores = scores_scratch[t, :size]
+            np.dot(factors_scratch[t, :size], items_t, scores)
+            for r in range(size):
+                _row_top_k(scores, r, users[first + r], k, train_indptr, train_indices, test_indptr, test_indices,
+                           out_ids, out_hits, first + r)
+
+
 @njit(inline="always")
 def _bf16_key(bits):
     """An int16 that orders bfloat16 bit patterns ``bits`` (int16) as their values (sign-magnitude to two's
