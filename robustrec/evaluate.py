@@ -157,13 +157,12 @@ def cpu_masked_top_k(
     # each numba thread scores and ranks its own chunks of users, with BLAS (OpenBLAS, about twice torch's MKL on the
     # AMD machines here) on that thread: measured 0.10 -> 0.05 s on 2 cores (ML-1M-sized) against numpy's
     # multithreaded products between the ranking passes
+    import numba
     from threadpoolctl import threadpool_limits
 
     dtype = np.result_type(user_factors.numpy(), item_factors.numpy())
     user_np = user_factors.numpy().astype(dtype, copy=False)
     items_t = np.ascontiguousarray(item_factors.numpy().T, dtype=dtype)  # (D, n_items)
-    import numba
-
     n_threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))  # one chunk scratch each
     n_items = items_t.shape[1]
     chunk = max(1, min(batch_size, _CPU_CHUNK_USERS, CPU_SCORE_BLOCK_BYTES // (n_threads * n_items * dtype.itemsize)))

@@ -617,8 +617,9 @@ def _learn_rows(first, last, size, st, tables, states, users, items, codes, d_sc
     n_cols = items.shape[1]
     nbpo = st.loss == _NBPO
     phi_term = term[1 + n_cols:]
+    scale = 1.0 / size
     for b in range(first, last):
-        _row_gradient(b, 1.0 / size, st, tables, users, items, d_scores, d_phi, parts, term, phi_term)
+        _row_gradient(b, scale, st, tables, users, items, d_scores, d_phi, parts, term, phi_term)
         _settle(users[b], codes[b, 0], 0, st, nbpo, slots.grad_users, term, user_table, user_state,
                 slots.grad_phi_users, phi_term, phi_user_table, phi_user_state)
         for k in range(n_cols):

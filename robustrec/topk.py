@@ -1,7 +1,7 @@
 """Masked top-k of full-ranking score blocks on CPU, in one compiled pass per row (numba, cached).
 
-:func:`masked_top_k_hits` is the CPU inner loop of :func:`robustrec.evaluate.per_user_metrics`: for a block of
-users' scores against every item it drops each user's training items, keeps the k best items in a small heap
+:func:`scored_masked_top_k_hits` is the CPU inner loop of :func:`robustrec.evaluate.per_user_metrics`: for a
+chunk of users' scores against every item it drops each user's training items, keeps the k best items in a small heap
 (one pass over the row, most items rejected by a single comparison with the heap's minimum) and marks which
 of them are the user's test items. Ties rank the lower item id first, like a stable sort.
 
@@ -116,35 +116,21 @@ def _row_top_k(scores, r, user, k, train_indptr, train_indices, test_indptr, tes
 
 
 @njit(parallel=True)
-def masked_top_k_hits(scores, users, k, train_indptr, train_indices, test_indptr, test_indices, out_ids, out_hits,
-                      first):
-    """Top ``k`` items of each row of ``scores`` with the row's user's training items masked.
-
-    Args:
-        scores: (b, n_items) float32/float64 scores of ``users`` (b,) int64; overwritten (masked entries).
-        train_indptr, train_indices / test_indptr, test_indices: CSR (n_users + 1,) int64 / (nnz,) int32 of
-            the training items (masked) and of the test items (hits), sorted within each row.
-        out_ids: (n, k) int64 and out_hits: (n, k) bool, written at rows first..first + b - 1: the items best
-            first (ties: lower id first) and whether each is one of the user's test items.
-    """
-    for r in prange(scores.shape[0]):
-        _row_top_k(scores, r, users[r], k, train_indptr, train_indices, test_indptr, test_indices, out_ids, out_hits,
-                   first + r)
-
-
-@njit(parallel=True)
 def scored_masked_top_k_hits(user_factors, items_t, users, k, train_indptr, train_indices, test_indptr,
                              test_indices, out_ids, out_hits, factors_scratch, scores_scratch):
-    """:func:`masked_top_k_hits` of every user in ``users`` with the scores computed here: each thread scores its
-    own chunks of users (a product through BLAS, which must then run on one thread) and ranks them at once, while
-    the chunk is in its cache. One pool of threads for both (numpy's BLAS threads spin after a product and take
-    the cores from the ranking threads).
+    """Top ``k`` items of each user in ``users`` by float product score, the user's training items masked: each
+    thread scores its own chunks of users (a product through BLAS, which must then run on one thread) and ranks
+    them at once, while the chunk is in its cache. One pool of threads for both (numpy's BLAS threads spin after a
+    product and take the cores from the ranking threads).
 
     Args:
         user_factors: (n_users, D), items_t: (D, n_items) of one float dtype; users: (n,) int64.
-        factors_scratch: (T, c, D) and scores_scratch: (T, c, n_items) of that dtype: thread t scores chunks t,
-            t + T, ... of c users.
-        k, the CSR arrays, out_ids, out_hits: as in :func:`masked_top_k_hits`, rows 0..n-1.
+        train_indptr, train_indices / test_indptr, test_indices: CSR (n_users + 1,) int64 / (nnz,) int32 of
+            the training items (masked) and of the test items (hits), sorted within each row.
+        out_ids: (n, k) int64 and out_hits: (n, k) bool: the items best first (ties: lower id first) and whether
+            each is one of the user's test items.
+        factors_scratch: (T, c, D) and scores_scratch: (T, c, n_items) of the factors' dtype: thread t scores
+            chunks t, t + T, ... of c users.
     """
     n_threads, chunk = scores_scratch.shape[0], scores_scratch.shape[1]
     n_chunks = (users.size + chunk - 1) // chunk
@@ -264,15 +250,15 @@ def _row_top_k_bf16(approx, r, user, k, user_factors, item_factors, max_item_nor
 @njit(parallel=True)
 def masked_top_k_hits_bf16(approx, users, k, user_factors, item_factors, max_item_norm, train_indptr,
                            train_indices, test_indptr, test_indices, out_ids, out_hits, first):
-    """The exact result of :func:`masked_top_k_hits` from bfloat16 products (module docstring).
+    """The exact top ``k`` of :func:`scored_masked_top_k_hits` from bfloat16 products (module docstring).
 
     Args:
         approx: (b, n_items) int16, the bit patterns of the bfloat16 products of ``users``' (b,) factors with every
             item's; overwritten (masked entries).
         user_factors: (n_users, D), item_factors: (n_items, D) float32/float64, the factors the products were
             rounded from; max_item_norm: the largest row norm of ``item_factors``.
-        k (<= the number of items each user can rank), the CSR arrays, out_ids, out_hits, first: as in
-            :func:`masked_top_k_hits`.
+        k (<= the number of items each user can rank), the CSR arrays: as in :func:`scored_masked_top_k_hits`;
+            out_ids, out_hits: as there, written at rows first..first + b - 1.
     """
     n_rows, n_strides = approx.shape[0], approx.shape[1] // _STRIDE
     n_chunks = (n_rows + _ROWS_PER_SCRATCH - 1) // _ROWS_PER_SCRATCH
