@@ -105,12 +105,15 @@ def fill_cache_in_child(statement: str) -> None:
 
     Why: the build numba keeps in memory after compiling can differ in the last bits from the same build loaded
     from the cache (fast-math reassociation lets the compiler order a sum differently), so a process that compiled
-    would not reproduce, bit for bit, the later processes that load. A failing child is ignored: this process
-    then compiles as usual."""
+    would not reproduce, bit for bit, the later processes that load. The child imports from this process's
+    ``sys.path`` (also what a script or notebook put there), so it compiles the very modules this one runs. A
+    failing child is ignored: this process then compiles as usual."""
     if os.environ.get(FILLING_ENV):
         return
-    subprocess.run([sys.executable, "-c", statement], env={**os.environ, FILLING_ENV: "1"}, check=False,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import_path = os.pathsep.join(path or os.getcwd() for path in sys.path)  # ("" is the working directory)
+    subprocess.run([sys.executable, "-P", "-c", statement], env={**os.environ, FILLING_ENV: "1",
+                                                                 "PYTHONPATH": import_path},
+                   check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 objective_loss with FBGEMM's fused optimizer, the samplers' guarantees, determinism and exact resume."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -478,13 +479,21 @@ print(repr(loss), digest.hexdigest())
 def test_the_run_that_finds_the_cache_cold_trains_the_cached_build(tmp_path):
     """Deterministic runs reproduce bit for bit across processes, the first on an empty compiled-code cache
     included: it compiles in a child process and loads the cached build like every later run (the build numba
-    keeps in memory after compiling differs in the last bits: fast-math sums ordered differently)."""
+    keeps in memory after compiling differs in the last bits: fast-math sums ordered differently). The runs
+    import a copy of the package that only their own sys.path names, as a script or notebook may: the child
+    must compile that copy, not the one its own default path would find."""
+    import robustrec
     from robustrec import jit
 
+    copy = tmp_path / "checkout"
+    shutil.copytree(Path(robustrec.__file__).parent, copy / "robustrec", ignore=shutil.ignore_patterns("__pycache__"))
+    code = (f"import sys\nsys.path.insert(0, {str(copy)!r})\n{_ONE_DETERMINISTIC_EPOCH}\n"
+            "import robustrec\nprint(robustrec.__file__)\n")
     env = {**os.environ, jit.CACHE_ENV: str(tmp_path / "cache")}
     env.pop(jit.FILLING_ENV, None)
-    runs = [subprocess.run([sys.executable, "-c", _ONE_DETERMINISTIC_EPOCH], env=env, capture_output=True, text=True,
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                            check=True).stdout.split() for _ in range(2)]
+    assert runs[0][-1] == str(copy / "robustrec" / "__init__.py")
     assert any((tmp_path / "cache").rglob("*.nbi"))  # the first run filled the cache
     assert runs[0] == runs[1]
 
