@@ -36,9 +36,18 @@ def register_sources(module_file: str, *compiled_in: str) -> None:
     _SOURCES[path] = (path, *(Path(p).resolve() for p in compiled_in))
 
 
-def cached_njit(*args, **options):
+def cached_njit(*args, refcounted: bool = True, **options):
     """``numba.njit`` with the on-disk cache on (for a module that called :func:`register_sources`); without it
-    where this numba has no locator registry to extend (compiled in every process then, never stale)."""
+    where this numba has no locator registry to extend (compiled in every process then, never stale).
+
+    ``refcounted=False`` compiles without numba's reference counting of arrays (its runtime, NRT): numba counts a
+    reference each time an array is bound to a name, also in inlined helpers, with an atomic add and subtract on
+    the array's counter; in a hot loop that passes arrays to helpers they are most of the loop's calls, and the
+    threads sharing an array take its counter's cache line from each other. Such a function may index, slice and
+    pass arrays, never allocate one (numba then refuses to compile it); its callers keep the arrays alive.
+    """
+    if not refcounted:
+        options["_nrt"] = False  # numba's option (private name) for nopython code without its runtime
     return njit(*args, cache=_CACHE_KEYED_ON_SOURCES, **options)
 
 

@@ -25,6 +25,11 @@ threads, T mini-batches are trained at a time and update the shared tables witho
 al. 2011, across mini-batches): a batch may see part of a concurrent batch's update, so reruns differ in the
 last bits; there is no barrier inside an epoch, which keeps threads busy on a loaded machine.
 
+The functions that train compile without numba's reference counting (``refcounted=False``, see
+:func:`robustrec.jit.cached_njit`): numba counted a reference, with an atomic add and subtract on the shared
+tables' counters, each time a row's helpers took an array; they allocate nothing (the workspace holds every
+buffer).
+
 Batch size 1 (per-sample SGD, as implicit's and LightFM's BPR train) skips the bookkeeping: each thread draws
 runs of rows and trains them one after another (:func:`_train_rows`), requesting each row's table rows a few
 rows before it trains. The steps are those of one-row mini-batches, except that PLD scores a run's candidates
@@ -102,6 +107,7 @@ class Workspace(NamedTuple):
     d_phi: np.ndarray  # (T, B, C) float64
     parts: np.ndarray  # (T, B, 3) float64 each row's loss: observed-item term, sampled-items term, L2 terms
     dropped: np.ndarray  # (T, B) bool, T-CE
+    tce_losses: np.ndarray  # (T, B) float64 T-CE's working copy of the observed-item losses
     pool: np.ndarray  # (T, B, k) int64 PLD's candidates
     pool_scores: np.ndarray  # (T, B, k + 1) float64 their scores, losses, weights (and s_uj)
     grad_users: np.ndarray  # (T, B + 1, D) float32 running gradient of the users seen again later in the batch
@@ -126,7 +132,8 @@ def new_workspace(n_threads: int, n_users: int, n_items: int, batch_size: int, n
     return Workspace(
         users=np.zeros((t, b), i64), items=np.zeros((t, b, c), i64), scores=np.zeros((t, b, c), f32),
         phi_scores=np.zeros((t, b, c), f32), d_scores=np.zeros((t, b, c), f64), d_phi=np.zeros((t, b, c), f64),
-        parts=np.zeros((t, b, 3), f64), dropped=np.zeros((t, b), np.bool_), pool=np.zeros((t, b, pool_size), i64),
+        parts=np.zeros((t, b, 3), f64), dropped=np.zeros((t, b), np.bool_), tce_losses=np.zeros((t, b), f64),
+        pool=np.zeros((t, b, pool_size), i64),
         pool_scores=np.zeros((t, b, pool_size + 1), f64),
         grad_users=np.zeros((t, b + 1, dim), f32), grad_items=np.zeros((t, b * c + 1, dim), f32),
         grad_phi_users=np.zeros((t, b + 1, phi_dim), f32), grad_phi_items=np.zeros((t, b * c + 1, phi_dim), f32),
@@ -384,7 +391,7 @@ def _pld_choice(b, row, key, n_cols, st, pool, pool_scores):
     return pool[b, chosen]
 
 
-@njit(fastmath=_FAST_MATH)
+@njit(fastmath=_FAST_MATH, refcounted=False)
 def _draw_rows(size, start, key, st, user_table, item_table, indptr, indices, row_users, active_users, users, items,
                pool, pool_scores):
     """Draw the batch's rows 0..size-1 (epoch rows start + b): users[b], items[b] (observed item first).
@@ -465,7 +472,7 @@ def _score_range(first, last, st, user_table, item_table, phi_user_table, phi_it
         parts[b, 1] = sampled
 
 
-@njit(fastmath=_FAST_MATH)
+@njit(fastmath=_FAST_MATH, refcounted=False)
 def _score_rows(first, last, st, user_table, item_table, phi_user_table, phi_item_table, users, items, scores,
                 phi_scores, d_scores, d_phi, parts):
     """:func:`_score_range` as a function of its own: a mini-batch calls it once per chunk (inlined there, it
@@ -609,7 +616,7 @@ def _row_gradient(b, scale, st, tables, users, items, d_scores, d_phi, parts, te
                                               phi_item_table, users, items, d_phi, phi_term)
 
 
-@njit(fastmath=_FAST_MATH)
+@njit(fastmath=_FAST_MATH, refcounted=False)
 def _learn_rows(first, last, size, st, tables, states, users, items, codes, d_scores, d_phi, parts, slots, term):
     """Gradient terms of rows first..last-1, each entity stepped at its last occurrence (see the comment above)."""
     user_table, item_table, phi_user_table, phi_item_table = tables
@@ -629,7 +636,7 @@ def _learn_rows(first, last, size, st, tables, states, users, items, codes, d_sc
 
 # ---- one mini-batch, on one thread -------------------------------------------------------------------------
 
-@njit
+@njit(refcounted=False)
 def _train_batch(t, batch, key, drop_rate, st, tables, states, indptr, indices, row_users, active_users, w):
     """Train mini-batch ``batch`` of the epoch with thread ``t``'s buffers; returns its loss. When a loss is not
     finite, the batch stops before the rows it is in are applied (T-CE: before any)."""
@@ -664,7 +671,7 @@ def _train_batch(t, batch, key, drop_rate, st, tables, states, indptr, indices, 
                         phi_item_table, users, items, scores, phi_scores, d_scores, d_phi, parts)
         n_drop = int(drop_rate * size)
         dropped = w.dropped[t]
-        objectives.tce_dropped(parts[:size, 0].copy(), n_drop, dropped[:size])
+        objectives.tce_dropped(parts[:size, 0], n_drop, dropped[:size], w.tce_losses[t, :size])
         for b in range(size):
             if dropped[b]:
                 parts[b, 0] = 0.0
@@ -744,7 +751,7 @@ def _step_row(b, st, tables, states, users, items, term, phi_term):
             _apply(st.optimizer, st.lr, st.eps, phi_item_table, phi_item_state, item, phi_term, 1 + k)
 
 
-@njit(fastmath=_FAST_MATH)
+@njit(fastmath=_FAST_MATH, refcounted=False)
 def _train_rows(t, n_threads, first_row, key, st, tables, states, indptr, indices, row_users, active_users, w,
                 losses, stop):
     """Train one-row mini-batches first_row + r for the r in runs t, t + n_threads, … of _ROW_RUN rows of

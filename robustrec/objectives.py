@@ -256,9 +256,10 @@ def kth_largest(values, k):
     return values[target]
 
 
-def tce_dropped(observed_losses, n_drop, dropped):
+def tce_dropped(observed_losses, n_drop, dropped, scratch):
     """T-CE's drop: mark in ``dropped`` (B,) bool the ``n_drop`` rows with the largest observed-item loss
-    (``observed_losses`` (B,)); ties at the threshold go to the earliest rows."""
+    (``observed_losses`` (B,), only read); ties at the threshold go to the earliest rows. ``scratch`` (B,) float64:
+    working space (the kernel allocates nothing while it trains)."""
     n = observed_losses.shape[0]
     dropped[:] = False
     if n_drop <= 0:
@@ -266,7 +267,9 @@ def tce_dropped(observed_losses, n_drop, dropped):
     if n_drop >= n:
         dropped[:] = True
         return
-    threshold = kth_largest(observed_losses.copy(), n_drop)
+    for b in range(n):  # (an elementwise copy: numba's array assignment may allocate)
+        scratch[b] = observed_losses[b]
+    threshold = kth_largest(scratch, n_drop)
     left = n_drop
     for b in range(n):
         if observed_losses[b] > threshold:

@@ -58,7 +58,7 @@ def test_row_gradients_equal_autograd_through_objective_loss(loss):
     if loss == "tce":  # the batch step of T-CE: drop the largest observed-item losses
         dropped = np.zeros(batch, dtype=bool)
         n_drop = int(tce_drop_rate(objective, 0) * batch)
-        tce_dropped(parts[:, 0].copy(), n_drop, dropped)
+        tce_dropped(parts[:, 0], n_drop, dropped, np.zeros(batch))
         assert dropped.sum() == n_drop == 2
         parts[dropped, 0] = 0.0
         ds[dropped, 0] = 0.0
@@ -78,11 +78,12 @@ def test_softplus_sigmoid_is_softplus_and_sigmoid_from_one_exponential():
 
 def test_tce_drops_the_largest_with_ties_to_the_earliest():
     losses = np.array([0.5, 2.0, 1.0, 2.0, 2.0, 0.1])
-    dropped = np.zeros(6, dtype=bool)
-    tce_dropped(losses, 2, dropped)
+    dropped, scratch = np.zeros(6, dtype=bool), np.zeros(6)
+    tce_dropped(losses, 2, dropped, scratch)
     assert dropped.tolist() == [False, True, False, True, False, False]
-    tce_dropped(losses, 4, dropped)
+    tce_dropped(losses, 4, dropped, scratch)
     assert dropped.tolist() == [False, True, True, True, True, False]
+    assert losses.tolist() == [0.5, 2.0, 1.0, 2.0, 2.0, 0.1]  # only read (the selection reorders the scratch)
 
 
 def _train(seed=0, n_users=30, n_items=40, density=0.2):
@@ -458,6 +459,24 @@ def test_the_compiled_code_cache_is_keyed_on_every_compiled_in_source(tmp_path, 
     monkeypatch.setenv(jit.CACHE_ENV, str(tmp_path / "cache"))
     elsewhere = jit._EnvironmentLocator.from_function(namespace["f"], str(main))
     assert Path(elsewhere.get_cache_path()).parent == tmp_path / "cache"
+
+
+def _allocates(n):
+    return np.zeros(n).size
+
+
+def test_a_function_compiled_without_reference_counts_runs_without_numbas_runtime():
+    """refcounted=False (the training kernel's hot functions) reaches numba: without its runtime numba refuses a
+    function that allocates, which it compiles otherwise. (Never compiled, so never cached: numba's cache keys
+    on the source, not on such options.)"""
+    from numba import njit
+    from numba.core.errors import NumbaError
+
+    from robustrec.jit import cached_njit
+
+    assert njit(_allocates)(3) == 3
+    with pytest.raises(NumbaError):
+        cached_njit(refcounted=False)(_allocates)(3)
 
 
 _ONE_DETERMINISTIC_EPOCH = """
