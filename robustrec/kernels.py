@@ -26,8 +26,8 @@ al. 2011, across mini-batches): a batch may see part of a concurrent batch's upd
 last bits; there is no barrier inside an epoch, which keeps threads busy on a loaded machine.
 
 The functions that train compile without numba's reference counting (``refcounted=False``, see
-:func:`robustrec.jit.cached_njit`): numba counted a reference, with an atomic add and subtract on the shared
-tables' counters, each time a row's helpers took an array; they allocate nothing (the workspace holds every
+:func:`robustrec.jit.cached_njit`), which would count a reference, with an atomic add and subtract on the shared
+tables' counters, each time a row's helpers take an array; so they allocate nothing (the workspace holds every
 buffer).
 
 Batch size 1 (per-sample SGD, as implicit's and LightFM's BPR train) skips the bookkeeping: each thread draws
@@ -133,8 +133,7 @@ def new_workspace(n_threads: int, n_users: int, n_items: int, batch_size: int, n
         users=np.zeros((t, b), i64), items=np.zeros((t, b, c), i64), scores=np.zeros((t, b, c), f32),
         phi_scores=np.zeros((t, b, c), f32), d_scores=np.zeros((t, b, c), f64), d_phi=np.zeros((t, b, c), f64),
         parts=np.zeros((t, b, 3), f64), dropped=np.zeros((t, b), np.bool_), tce_losses=np.zeros((t, b), f64),
-        pool=np.zeros((t, b, pool_size), i64),
-        pool_scores=np.zeros((t, b, pool_size + 1), f64),
+        pool=np.zeros((t, b, pool_size), i64), pool_scores=np.zeros((t, b, pool_size + 1), f64),
         grad_users=np.zeros((t, b + 1, dim), f32), grad_items=np.zeros((t, b * c + 1, dim), f32),
         grad_phi_users=np.zeros((t, b + 1, phi_dim), f32), grad_phi_items=np.zeros((t, b * c + 1, phi_dim), f32),
         user_slot=np.full((t, n_users), -1, i64), item_slot=np.full((t, n_items), -1, i64),
