@@ -23,7 +23,7 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
-from robustrec.jit import cache_is_cold, fill_cache_in_child, numba_threads
+from robustrec.jit import cache_is_cold, fill_cache_in_child, numba_thread_count, numba_threads
 from robustrec.models.mf import PREFERENCE, MatrixFactorization
 from robustrec.models.tables import table_name
 from robustrec.objectives import LOSS_CODES, PHI, phi_logit, tce_drop_rate
@@ -143,10 +143,7 @@ class KernelEngine:
             temperature=float(config.pld_temperature), n_items=n_items, epoch_rows=train.nnz,
             batch_size=config.batch_size, half_bits=kernels.half_bits(train.nnz),
         )
-        import numba
-
-        self.n_threads = 1 if config.deterministic else max(1, min(torch.get_num_threads(),
-                                                                     numba.config.NUMBA_NUM_THREADS))
+        self.n_threads = 1 if config.deterministic else numba_thread_count(torch.get_num_threads())
         self.workspace = kernels.new_workspace(self.n_threads, n_users, n_items, config.batch_size,
                                                config.sampled_items, config.pld_pool_size, user_w.shape[1],
                                                phi_user_w.shape[1])

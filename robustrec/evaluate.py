@@ -129,7 +129,7 @@ def cpu_masked_top_k(
     """The CPU path of :func:`top_k_hits`: (len(users), k) int64 item ids, best first, and (len(users), k) bool
     hits. ``train`` and ``test`` (n_users, n_items) CSR with sorted indices; ``bf16`` as in :func:`top_k_hits`."""
     from robustrec import topk
-    from robustrec.jit import numba_threads
+    from robustrec.jit import numba_thread_count, numba_threads
 
     csr = [a.astype(dtype, copy=False) for m in (train, test) for a, dtype in ((m.indptr, np.int64), (m.indices, np.int32))]
     ids, hits = np.empty((users.size, k), np.int64), np.empty((users.size, k), np.bool_)
@@ -157,13 +157,12 @@ def cpu_masked_top_k(
     # each numba thread scores and ranks its own chunks of users, with BLAS (OpenBLAS, about twice torch's MKL on the
     # AMD machines here) on that thread: measured 0.10 -> 0.05 s on 2 cores (ML-1M-sized) against numpy's
     # multithreaded products between the ranking passes
-    import numba
     from threadpoolctl import threadpool_limits
 
     dtype = np.result_type(user_factors.numpy(), item_factors.numpy())
     user_np = user_factors.numpy().astype(dtype, copy=False)
     items_t = np.ascontiguousarray(item_factors.numpy().T, dtype=dtype)  # (D, n_items)
-    n_threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))  # one chunk scratch each
+    n_threads = numba_thread_count(torch.get_num_threads())  # one chunk scratch each
     n_items = items_t.shape[1]
     chunk = max(1, min(batch_size, _CPU_CHUNK_USERS, CPU_SCORE_BLOCK_BYTES // (n_threads * n_items * dtype.itemsize)))
     factors_scratch = np.empty((n_threads, chunk, user_np.shape[1]), dtype)

@@ -125,6 +125,13 @@ def fill_cache_in_child(statement: str) -> None:
                    check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def numba_thread_count(n: int) -> int:
+    """How many threads numba's parallel loops run on when ``n`` are asked for: at least 1, at most its pool size."""
+    import numba
+
+    return max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+
+
 @contextmanager
 def numba_threads(n: int):
     """Run numba's parallel loops on ``n`` threads (at most numba's pool size) inside the block.
@@ -136,7 +143,7 @@ def numba_threads(n: int):
 
     previous_torch = torch.get_num_threads()  # before numba's first call, which may start its pool and reset it
     previous = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
+    numba.set_num_threads(numba_thread_count(n))
     try:
         yield
     finally:
