@@ -157,6 +157,7 @@ def cpu_masked_top_k(
     # each numba thread scores and ranks its own chunks of users, with BLAS (OpenBLAS, about twice torch's MKL on the
     # AMD machines here) on that thread: measured 0.10 -> 0.05 s on 2 cores (ML-1M-sized) against numpy's
     # multithreaded products between the ranking passes
+    import scipy.linalg.cython_blas  # noqa: F401  numba's np.dot calls this BLAS: loaded now, threadpool_limits sees it
     from threadpoolctl import threadpool_limits
 
     dtype = np.result_type(user_factors.numpy(), item_factors.numpy())

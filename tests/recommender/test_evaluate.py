@@ -1,6 +1,8 @@
 """Full-ranking metrics against a brute-force per-user reference on random data."""
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -94,6 +96,29 @@ def test_compiled_top_k_agrees_with_torch_top_k():
     expected = np.array([[test[u, i] != 0 for i in row] for u, row in zip(users, ids.numpy())])
     assert hits.shape == (40, 25) and hits.sum() > 0
     np.testing.assert_array_equal(hits.numpy(), expected)
+
+
+_FLOAT32_PATH_IN_A_FRESH_PROCESS = """
+import numpy as np, scipy.sparse as sp, torch
+from robustrec.evaluate import cpu_masked_top_k
+torch.set_num_threads(2)
+rng = np.random.default_rng(0)
+train = sp.random(512, 3000, density=0.02, format="csr", random_state=1, dtype=np.float32)
+test = sp.random(512, 3000, density=0.01, format="csr", random_state=2, dtype=np.float32)
+ids, _ = cpu_masked_top_k(torch.randn(512, 64), torch.randn(3000, 64), np.arange(512), train, test, 20, bf16=False)
+assert ids.shape == (512, 20)
+"""
+
+
+def test_float32_path_runs_its_blas_on_one_thread_from_the_first_call():
+    """The float32 path calls BLAS from numba's OpenMP threads, limited to one thread each; numba loads the BLAS it
+    calls lazily, so on a first call in a process the limit must be set on a library already loaded (else
+    OpenBLAS starts its own threads inside OpenMP's: oversubscribed, and it warns that it may hang)."""
+    env = {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", _FLOAT32_PATH_IN_A_FRESH_PROCESS], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "OpenBLAS Warning" not in done.stderr, done.stderr[:500]
 
 
 def _exact_top_k(users_f, items_f, users, train, k):
