@@ -67,6 +67,23 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def bf16_note() -> str:
+    from robustrec.evaluate import cpu_has_bf16_products
+
+    return "bfloat16 products in hardware" if cpu_has_bf16_products() else "no bfloat16 products: float32 evaluation"
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def median(values) -> float:
     return float(statistics.median(values))
 
@@ -540,7 +557,7 @@ def main() -> None:
         args.systems.remove("robustrec-batch1")
     load_before = os.getloadavg()
     report = [f"Command: `python benchmarks/train_speed.py {' '.join(sys.argv[1:])}`", "",
-              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {args.threads} threads, "
+              f"Machine: {cpu_name()}, {os.cpu_count()} CPUs ({bf16_note()}), {args.threads} threads, "
               f"device {args.device}; load average at the start {load_before[0]:.1f}."]
     printed = 0
     for data in args.data:
