@@ -11,6 +11,7 @@ elsewhere it is ``torch.topk``.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -157,7 +158,7 @@ def cpu_masked_top_k(
     # each numba thread scores and ranks its own chunks of users, with BLAS (OpenBLAS, about twice torch's MKL on the
     # AMD machines here) on that thread: measured 0.10 -> 0.05 s on 2 cores (ML-1M-sized) against numpy's
     # multithreaded products between the ranking passes
-    import scipy.linalg.cython_blas  # noqa: F401  numba's np.dot calls this BLAS: loaded now, threadpool_limits sees it
+    importlib.import_module("scipy.linalg.cython_blas")  # the BLAS numba's np.dot calls: loaded, threadpool_limits sees it
     from threadpoolctl import threadpool_limits
 
     dtype = np.result_type(user_factors.numpy(), item_factors.numpy())
