@@ -7,8 +7,10 @@ it. torch and matplotlib are imported only by the functions that need them.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,8 +28,11 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     """Call ``write(binary_handle)`` on a temporary file beside ``path``, then rename it onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # This call's own prefix: the cleanup removes the temporary file even when Ctrl-C lands after mkstemp has
+    # created it and before its name is returned.
+    prefix = f".{path.name}.{secrets.token_hex(4)}."
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -35,7 +40,8 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
         follow_umask(tmp)
         os.replace(tmp, path)
     except BaseException as error:
-        Path(tmp).unlink(missing_ok=True)
+        for temporary in path.parent.glob(glob.escape(prefix) + "*.tmp"):
+            temporary.unlink(missing_ok=True)
         interrupt = _interrupt_behind(error)
         if interrupt is not None:  # Ctrl-C stays Ctrl-C: the target is untouched, the temporary file gone
             raise interrupt from None

@@ -335,6 +335,28 @@ def test_fit_rejects_unusable_matrices(matrix, message):
         Recommender(epochs=1, dim=4).fit(sp.csr_matrix(matrix), show_progress=False)
 
 
+def test_ctrl_c_just_after_the_temporary_file_is_created_leaves_nothing(tmp_path, monkeypatch):
+    """Ctrl-C can land inside tempfile.mkstemp after it has created the file and before its name is returned; the
+    write must still leave only the finished target."""
+    import tempfile
+
+    from robustrec.atomic import atomic_write
+
+    target = tmp_path / "checkpoint.pt"
+    target.write_bytes(b"the finished checkpoint")
+    create = tempfile.mkstemp
+
+    def create_then_interrupt(*args, **kwargs):
+        fd, _ = create(*args, **kwargs)
+        os.close(fd)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tempfile, "mkstemp", create_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, lambda handle: handle.write(b"new"))
+    assert target.read_bytes() == b"the finished checkpoint" and os.listdir(tmp_path) == ["checkpoint.pt"]
+
+
 def test_ctrl_c_inside_a_writer_whose_cleanup_fails_stays_an_interrupt(tmp_path):
     """torch.save's zip writer raises RuntimeError("unexpected pos ...") on exit when Ctrl-C lands mid-write; that
     error must not replace the interrupt (a traceback and exit 1 instead of the one-line exit 130)."""
