@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from robustrec.atomic import atomic_write, follow_umask
+from robustrec.atomic import atomic_write, follow_umask, temporaries_beside
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
@@ -37,15 +37,12 @@ def save_pretrained_atomic(model, tokenizer, folder: str | os.PathLike) -> Path:
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    follow_umask(tmp, directory=True)
-    try:
+    with temporaries_beside(folder) as prefix:
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=folder.parent))
+        follow_umask(tmp, directory=True)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         _replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 

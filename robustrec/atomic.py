@@ -11,7 +11,9 @@ import glob
 import json
 import os
 import secrets
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,24 +26,37 @@ def follow_umask(path: str | os.PathLike, *, directory: bool = False) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~mask)
 
 
+@contextmanager
+def temporaries_beside(path: Path):
+    """Yield a name prefix for temporary files and folders beside ``path`` (``<prefix>…tmp``) that only this block
+    uses; when the block fails, every one of them is removed. Found by the prefix, not by a returned name: Ctrl-C
+    can land inside ``mkstemp``/``mkdtemp`` after the file is created and before its name comes back."""
+    prefix = f".{path.name}.{secrets.token_hex(4)}."
+    try:
+        yield prefix
+    except BaseException:
+        for temporary in path.parent.glob(glob.escape(prefix) + "*.tmp"):
+            if temporary.is_dir():
+                shutil.rmtree(temporary, ignore_errors=True)
+            else:
+                temporary.unlink(missing_ok=True)
+        raise
+
+
 def atomic_write(path: str | os.PathLike, write) -> Path:
     """Call ``write(binary_handle)`` on a temporary file beside ``path``, then rename it onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # This call's own prefix: the cleanup removes the temporary file even when Ctrl-C lands after mkstemp has
-    # created it and before its name is returned.
-    prefix = f".{path.name}.{secrets.token_hex(4)}."
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        follow_umask(tmp)
-        os.replace(tmp, path)
+        with temporaries_beside(path) as prefix:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
+            with os.fdopen(fd, "wb") as handle:
+                write(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            follow_umask(tmp)
+            os.replace(tmp, path)
     except BaseException as error:
-        for temporary in path.parent.glob(glob.escape(prefix) + "*.tmp"):
-            temporary.unlink(missing_ok=True)
         interrupt = _interrupt_behind(error)
         if interrupt is not None:  # Ctrl-C stays Ctrl-C: the target is untouched, the temporary file gone
             raise interrupt from None

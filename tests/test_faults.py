@@ -357,6 +357,25 @@ def test_ctrl_c_just_after_the_temporary_file_is_created_leaves_nothing(tmp_path
     assert target.read_bytes() == b"the finished checkpoint" and os.listdir(tmp_path) == ["checkpoint.pt"]
 
 
+def test_ctrl_c_just_after_a_model_folders_temporary_is_created_leaves_nothing(tmp_path, monkeypatch):
+    """The same for alignment's model folders, written through a temporary folder (tempfile.mkdtemp)."""
+    import tempfile
+
+    from alignment.io import save_pretrained_atomic
+
+    (tmp_path / "model").mkdir()
+    create = tempfile.mkdtemp
+
+    def create_then_interrupt(*args, **kwargs):
+        create(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tempfile, "mkdtemp", create_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        save_pretrained_atomic(object(), object(), tmp_path / "model")
+    assert os.listdir(tmp_path) == ["model"]
+
+
 def test_ctrl_c_inside_a_writer_whose_cleanup_fails_stays_an_interrupt(tmp_path):
     """torch.save's zip writer raises RuntimeError("unexpected pos ...") on exit when Ctrl-C lands mid-write; that
     error must not replace the interrupt (a traceback and exit 1 instead of the one-line exit 130)."""

@@ -102,7 +102,6 @@ _FLOAT32_PATH_IN_A_FRESH_PROCESS = """
 import numpy as np, scipy.sparse as sp, torch
 from robustrec.evaluate import cpu_masked_top_k
 torch.set_num_threads(2)
-rng = np.random.default_rng(0)
 train = sp.random(512, 3000, density=0.02, format="csr", random_state=1, dtype=np.float32)
 test = sp.random(512, 3000, density=0.01, format="csr", random_state=2, dtype=np.float32)
 ids, _ = cpu_masked_top_k(torch.randn(512, 64), torch.randn(3000, 64), np.arange(512), train, test, 20, bf16=False)
