@@ -1,9 +1,12 @@
 """Masked top-k of full-ranking score blocks on CPU, in one compiled pass per row (numba, cached).
 
 :func:`scored_masked_top_k_hits` is the CPU inner loop of :func:`robustrec.evaluate.per_user_metrics`: for a
-chunk of users' scores against every item it drops each user's training items, keeps the k best items in a small heap
-(one pass over the row, most items rejected by a single comparison with the heap's minimum) and marks which
-of them are the user's test items. Ties rank the lower item id first, like a stable sort.
+chunk of users' scores against every item it drops each user's training items, finds the k best items and marks
+which of them are the user's test items. Ties rank the lower item id first, like a stable sort. The maxima of a
+row's 32-item strides come first (one vectorised pass); the k-th largest of them is a threshold no higher than
+the row's k-th best score (they are k distinct items), so only the items at or above it — typically a few k, in
+the few strides whose maximum reaches it — go through a k-heap, instead of every item that beats the heap's
+minimum on the way (with a heap update, hard to predict, each).
 
 :func:`masked_top_k_hits_bf16` gives the same items from bfloat16 products, which CPUs with bfloat16 dot-product
 instructions compute several times faster than float32 ones: the approximate row only decides which items are
@@ -28,7 +31,7 @@ from robustrec.jit import register_sources
 
 register_sources(__file__)
 
-_STRIDE = 32  # scores compared with the heap's minimum at a time
+_STRIDE = 32  # items per stride (its maximum is one lane of a vectorised pass)
 BF16_RELATIVE_ERROR = 0.0125  # |bfloat16 product - exact| <= this x |u| |i| (module docstring)
 BF16_ABSOLUTE_ERROR = 1e-36  # x (|u| + |i| + D): subnormals flushed to zero (module docstring)
 _BF16_MINUS_INF = np.int16(-128)  # 0xFF80
@@ -84,34 +87,75 @@ def _write_best_first(values, ids, k, user, test_indptr, test_indices, out_ids, 
         out_hits[out_row, j] = _is_in(test_indices, t_start, t_end, ids[j])
 
 
-@njit(fastmath={"reassoc", "nsz"})
-def _row_top_k(scores, r, user, k, train_indptr, train_indices, test_indptr, test_indices, out_ids, out_hits,
-               out_row):
-    n_items = scores.shape[1]
-    start, end = train_indptr[user], train_indptr[user + 1]
-    for q in range(start, end):  # training items never rank
-        scores[r, train_indices[q]] = -np.inf
-    values = np.empty(k, scores.dtype)
-    ids = np.empty(k, np.int64)
+@njit
+def _heap_top_k(row, candidates, n_candidates, k, values, ids):
+    """The k best of row[candidates[:n_candidates]] (n_candidates >= k; any order of ids) into the min-heap
+    values/ids (worst at the root; ties: the higher id is worse)."""
     for j in range(k):
-        values[j], ids[j] = scores[r, j], j
+        values[j], ids[j] = row[candidates[j]], candidates[j]
     for root in range(k // 2 - 1, -1, -1):
         _sift_down(values, ids, root, k)
-    floor = values[0]
-    j = k
-    while j < n_items:  # equal scores with a higher id never enter: ids only grow along the row
-        stop = min(j + _STRIDE, n_items)
-        best = scores[r, j]
-        for q in range(j + 1, stop):  # a vectorised max: most strides hold nothing above the floor
-            best = max(best, scores[r, q])
-        if best > floor:
-            for q in range(j, stop):
-                value = scores[r, q]
-                if value > floor:
-                    values[0], ids[0] = value, q
-                    _sift_down(values, ids, 0, k)
-                    floor = values[0]
-        j = stop
+    for j in range(k, n_candidates):
+        q = candidates[j]
+        if _worse(values[0], ids[0], row[q], q):
+            values[0], ids[0] = row[q], q
+            _sift_down(values, ids, 0, k)
+
+
+@njit(fastmath={"reassoc", "nsz"})
+def _stride_threshold(row, k, high, values, ids):
+    """The k-th largest of the maxima of the row's n_strides = len(high) strides (stride s: items s, s + n_strides,
+    ..., s + 31 n_strides, a layout whose maxima vectorise), with the maxima in ``high``. Those k maxima are k
+    distinct items, so the row's k-th best score is at least this threshold."""
+    n_strides = high.shape[0]
+    for s in range(n_strides):
+        high[s] = row[s]
+    for j in range(1, _STRIDE):
+        base = j * n_strides
+        for s in range(n_strides):
+            high[s] = max(high[s], row[base + s])
+    for j in range(k):
+        values[j], ids[j] = high[j], j
+    for root in range(k // 2 - 1, -1, -1):
+        _sift_down(values, ids, root, k)
+    for s in range(k, n_strides):
+        if high[s] > values[0]:
+            values[0], ids[0] = high[s], s
+            _sift_down(values, ids, 0, k)
+    return values[0]
+
+
+@njit(fastmath={"reassoc", "nsz"})
+def _row_top_k(scores, r, user, k, train_indptr, train_indices, test_indptr, test_indices, out_ids, out_hits,
+               out_row, high, candidates, values, ids):
+    """Row r's top k: a threshold no higher than its k-th best score (:func:`_stride_threshold`), then a k-heap of
+    the items at or above it (typically a few k), read only in the strides whose maximum reaches it. Where the
+    row has too few strides for that (or fewer than k items pass, e.g. NaN scores), a k-heap of every item."""
+    row = scores[r]
+    n_items = row.shape[0]
+    for q in range(train_indptr[user], train_indptr[user + 1]):  # training items never rank
+        row[train_indices[q]] = -np.inf
+    n_strides = n_items // _STRIDE
+    n_candidates = 0
+    if n_strides >= k:
+        strides = high[:n_strides]
+        threshold = _stride_threshold(row, k, strides, values, ids)
+        for s in range(n_strides):
+            if strides[s] >= threshold:
+                for j in range(_STRIDE):
+                    q = s + j * n_strides
+                    if row[q] >= threshold:
+                        candidates[n_candidates] = q
+                        n_candidates += 1
+        for q in range(n_strides * _STRIDE, n_items):  # the items past the strides
+            if row[q] >= threshold:
+                candidates[n_candidates] = q
+                n_candidates += 1
+    if n_candidates < k:
+        for q in range(n_items):
+            candidates[q] = q
+        n_candidates = n_items
+    _heap_top_k(row, candidates, n_candidates, k, values, ids)
     _write_best_first(values, ids, k, user, test_indptr, test_indices, out_ids, out_hits, out_row)
 
 
@@ -132,9 +176,11 @@ def scored_masked_top_k_hits(user_factors, items_t, users, k, train_indptr, trai
         factors_scratch: (T, c, D) and scores_scratch: (T, c, n_items) of the factors' dtype: thread t scores
             chunks t, t + T, ... of c users.
     """
-    n_threads, chunk = scores_scratch.shape[0], scores_scratch.shape[1]
+    n_threads, chunk, n_items = scores_scratch.shape
     n_chunks = (users.size + chunk - 1) // chunk
     for t in prange(n_threads):
+        high, candidates = np.empty(n_items // _STRIDE, scores_scratch.dtype), np.empty(n_items, np.int64)
+        values, ids = np.empty(k, scores_scratch.dtype), np.empty(k, np.int64)
         for c in range(t, n_chunks, n_threads):
             first = c * chunk
             size = min(chunk, users.size - first)
@@ -144,7 +190,7 @@ def scored_masked_top_k_hits(user_factors, items_t, users, k, train_indptr, trai
             np.dot(factors_scratch[t, :size], items_t, scores)
             for r in range(size):
                 _row_top_k(scores, r, users[first + r], k, train_indptr, train_indices, test_indptr, test_indices,
-                           out_ids, out_hits, first + r)
+                           out_ids, out_hits, first + r, high, candidates, values, ids)
 
 
 @njit(inline="always")

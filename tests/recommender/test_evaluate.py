@@ -150,6 +150,38 @@ def test_bfloat16_pass_returns_the_exact_top_k(dtype, n_items, k):
         np.testing.assert_array_equal(hits, np.array([[test[u, i] != 0 for i in row] for u, row in zip(users, want)]))
 
 
+@pytest.mark.parametrize("k", [1, 20, 50])
+def test_float32_pass_returns_the_exact_top_k_among_many_exact_ties(k):
+    """Small-integer factors make every score an exact small integer (any summation order), so thousands of items
+    tie and the ranking rests on the tie rule (lower id first). Rows cover the threshold pass (enough 32-item
+    strides for k) with items past the strides, users with fewer than k rankable items (-inf, ranked by id), users
+    whose scores are all negative, and a catalogue too small for the pass."""
+    from robustrec.evaluate import cpu_masked_top_k
+
+    rng = np.random.default_rng(k)
+    n_users = 12
+    for n_items in (64 * k + 7, 31 * k):
+        users_f = rng.integers(-2, 3, size=(n_users, 8)).astype(np.float64)
+        items_f = rng.integers(-2, 3, size=(n_items, 8)).astype(np.float64)
+        users_f[0] = np.abs(users_f[0]) + 1
+        items_f[:, :] = np.where(np.arange(n_items)[:, None] % 3 == 0, -np.abs(items_f), items_f)
+        users_f[1] = 0.0  # every item ties
+        dense = (rng.random((n_users, n_items)) < 0.2).astype(np.float32)
+        dense[2, :] = 1
+        dense[2, rng.choice(n_items, max(1, k // 2), replace=False)] = 0  # fewer than k rankable items
+        dense[3, : n_items - 3] = 1  # three rankable items, all past the strides for the first catalogue
+        train = sp.csr_matrix(dense)
+        test = sp.csr_matrix(_random_csr(rng, n_users, n_items, 0.1).multiply(train == 0))
+        users = np.arange(n_users)
+        want = _exact_top_k(users_f, items_f, users, train, k)
+        for dtype in (torch.float32, torch.float64):
+            ids, hits = cpu_masked_top_k(torch.tensor(users_f, dtype=dtype), torch.tensor(items_f, dtype=dtype),
+                                         users, train, test, k, batch_size=5, bf16=False)
+            np.testing.assert_array_equal(ids, want)
+            np.testing.assert_array_equal(hits, np.array([[test[u, i] != 0 for i in row]
+                                                          for u, row in zip(users, want)]))
+
+
 def test_bfloat16_pass_is_exact_where_bfloat16_rounding_reorders_the_items():
     """Item j = (1 + x_j, 1 - x_j + 1e-5 y_j), user (1, 1): exact score 2 + 1e-5 y_j, but the two coordinates
     round to bfloat16 (spacing 2^-7 near 1) with errors that do not cancel, scrambling the approximate order.
