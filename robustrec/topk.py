@@ -103,17 +103,24 @@ def _heap_top_k(row, candidates, n_candidates, k, values, ids):
 
 
 @njit(fastmath={"reassoc", "nsz"})
-def _stride_threshold(row, k, high, values, ids):
+def _stride_threshold(row, k, high, spare, values, ids):
     """The k-th largest of the maxima of the row's n_strides = len(high) strides (stride s: items s, s + n_strides,
-    ..., s + 31 n_strides, a layout whose maxima vectorise), with the maxima in ``high``. Those k maxima are k
-    distinct items, so the row's k-th best score is at least this threshold."""
+    ..., s + 31 n_strides, a layout whose maxima vectorise), with the maxima in ``high`` (``spare``: scratch of the
+    same size). Those k maxima are k distinct items, so the row's k-th best score is at least this threshold."""
     n_strides = high.shape[0]
     for s in range(n_strides):
-        high[s] = row[s]
-    for j in range(1, _STRIDE):
+        spare[s] = max(row[s], row[n_strides + s])
+    # the running maxima go back and forth between two arrays: updated in place, LLVM stores them with masked
+    # stores (vmaskmovps, several times slower than the loads and maxima on the AMD CPUs here)
+    for j in range(2, _STRIDE, 2):
         base = j * n_strides
         for s in range(n_strides):
-            high[s] = max(high[s], row[base + s])
+            high[s] = max(spare[s], row[base + s])
+        base += n_strides
+        for s in range(n_strides):
+            spare[s] = max(high[s], row[base + s])
+    for s in range(n_strides):
+        high[s] = spare[s]
     for j in range(k):
         values[j], ids[j] = high[j], j
     for root in range(k // 2 - 1, -1, -1):
@@ -127,7 +134,7 @@ def _stride_threshold(row, k, high, values, ids):
 
 @njit(fastmath={"reassoc", "nsz"})
 def _row_top_k(scores, r, user, k, train_indptr, train_indices, test_indptr, test_indices, out_ids, out_hits,
-               out_row, high, candidates, values, ids):
+               out_row, high, spare, candidates, values, ids):
     """Row r's top k: a threshold no higher than its k-th best score (:func:`_stride_threshold`), then a k-heap of
     the items at or above it (typically a few k), read only in the strides whose maximum reaches it. Where the
     row has too few strides for that (or fewer than k items pass, e.g. NaN scores), a k-heap of every item."""
@@ -139,7 +146,7 @@ def _row_top_k(scores, r, user, k, train_indptr, train_indices, test_indptr, tes
     n_candidates = 0
     if n_strides >= k:
         strides = high[:n_strides]
-        threshold = _stride_threshold(row, k, strides, values, ids)
+        threshold = _stride_threshold(row, k, strides, spare[:n_strides], values, ids)
         for s in range(n_strides):
             if strides[s] >= threshold:
                 for j in range(_STRIDE):
@@ -179,7 +186,9 @@ def scored_masked_top_k_hits(user_factors, items_t, users, k, train_indptr, trai
     n_threads, chunk, n_items = scores_scratch.shape
     n_chunks = (users.size + chunk - 1) // chunk
     for t in prange(n_threads):
-        high, candidates = np.empty(n_items // _STRIDE, scores_scratch.dtype), np.empty(n_items, np.int64)
+        n_strides = n_items // _STRIDE
+        high, spare = np.empty(n_strides, scores_scratch.dtype), np.empty(n_strides, scores_scratch.dtype)
+        candidates = np.empty(n_items, np.int64)
         values, ids = np.empty(k, scores_scratch.dtype), np.empty(k, np.int64)
         for c in range(t, n_chunks, n_threads):
             first = c * chunk
@@ -190,7 +199,7 @@ def scored_masked_top_k_hits(user_factors, items_t, users, k, train_indptr, trai
             np.dot(factors_scratch[t, :size], items_t, scores)
             for r in range(size):
                 _row_top_k(scores, r, users[first + r], k, train_indptr, train_indices, test_indptr, test_indices,
-                           out_ids, out_hits, first + r, high, candidates, values, ids)
+                           out_ids, out_hits, first + r, high, spare, candidates, values, ids)
 
 
 @njit(inline="always")
