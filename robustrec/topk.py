@@ -103,10 +103,11 @@ def _heap_top_k(row, candidates, n_candidates, k, values, ids):
 
 
 @njit(fastmath={"reassoc", "nsz"})
-def _stride_threshold(row, k, high, spare, values, ids):
+def _stride_threshold(row, k, high, spare, order, values, ids):
     """The k-th largest of the maxima of the row's n_strides = len(high) strides (stride s: items s, s + n_strides,
-    ..., s + 31 n_strides, a layout whose maxima vectorise), with the maxima in ``high`` (``spare``: scratch of the
-    same size). Those k maxima are k distinct items, so the row's k-th best score is at least this threshold."""
+    ..., s + 31 n_strides, a layout whose maxima vectorise), with the maxima in ``high`` (``spare``, ``order``:
+    scratch of at least that size). Those k maxima are k distinct items, so the row's k-th best score is at least
+    this threshold."""
     n_strides = high.shape[0]
     for s in range(n_strides):
         spare[s] = max(row[s], row[n_strides + s])
@@ -121,14 +122,8 @@ def _stride_threshold(row, k, high, spare, values, ids):
             spare[s] = max(high[s], row[base + s])
     for s in range(n_strides):
         high[s] = spare[s]
-    for j in range(k):
-        values[j], ids[j] = high[j], j
-    for root in range(k // 2 - 1, -1, -1):
-        _sift_down(values, ids, root, k)
-    for s in range(k, n_strides):
-        if high[s] > values[0]:
-            values[0], ids[0] = high[s], s
-            _sift_down(values, ids, 0, k)
+        order[s] = s
+    _heap_top_k(high, order, n_strides, k, values, ids)
     return values[0]
 
 
@@ -137,7 +132,8 @@ def _row_top_k(scores, r, user, k, train_indptr, train_indices, test_indptr, tes
                out_row, high, spare, candidates, values, ids):
     """Row r's top k: a threshold no higher than its k-th best score (:func:`_stride_threshold`), then a k-heap of
     the items at or above it (typically a few k), read only in the strides whose maximum reaches it. Where the
-    row has too few strides for that (or fewer than k items pass, e.g. NaN scores), a k-heap of every item."""
+    row has too few strides for that (or fewer than k items pass, e.g. NaN scores), a k-heap of every item.
+    high, spare: (n_items // 32,) and candidates: (n_items,) scratch; values, ids: (k,) scratch."""
     row = scores[r]
     n_items = row.shape[0]
     for q in range(train_indptr[user], train_indptr[user + 1]):  # training items never rank
@@ -145,10 +141,9 @@ def _row_top_k(scores, r, user, k, train_indptr, train_indices, test_indptr, tes
     n_strides = n_items // _STRIDE
     n_candidates = 0
     if n_strides >= k:
-        strides = high[:n_strides]
-        threshold = _stride_threshold(row, k, strides, spare[:n_strides], values, ids)
+        threshold = _stride_threshold(row, k, high, spare, candidates, values, ids)
         for s in range(n_strides):
-            if strides[s] >= threshold:
+            if high[s] >= threshold:
                 for j in range(_STRIDE):
                     q = s + j * n_strides
                     if row[q] >= threshold:
