@@ -8,6 +8,7 @@ message that names where the problem is (file, 1-based line, column) and the off
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 __all__ = ["DataError", "undecodable"]
@@ -48,8 +49,15 @@ class DataError(ValueError):
             location.append(f"column {column}" if isinstance(column, int) else f"column {column!r}")
         message = (", ".join(location) + ": " if location else "") + problem
         if value is not _UNSET:
-            message += f" (got {value!r})"
+            message += f" (got {_plain(value)!r})"
         super().__init__(message)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as the Python scalar it stands for when it is a numpy scalar (read from a file: ``nan``, ``7``, not
+    ``np.float64(nan)``); anything else unchanged. numpy is only looked up, never imported here."""
+    numpy = sys.modules.get("numpy")
+    return value.item() if numpy is not None and isinstance(value, numpy.generic) else value
 
 
 def undecodable(path) -> DataError:

@@ -83,8 +83,9 @@ def test_missing_column_and_bad_values_are_errors():
         Interactions.from_frame(bad, rating_col="rating")
     nan_user = _log()
     nan_user.loc[2, "user"] = None
-    with pytest.raises(DataError, match=r"row 2 .*missing user id"):
+    with pytest.raises(DataError, match=r"row 2 .*missing user id \(got nan\)$"):
         Interactions.from_frame(nan_user)
+    assert str(DataError("bad id", value=np.int64(7))) == "bad id (got 7)"  # numpy scalars read as plain values
 
 
 def test_datetime_timestamps_become_seconds():
